@@ -1,0 +1,211 @@
+//! The TOML configuration file (`kvseal server --config FILE`). Unknown keys and bad values stop the
+//! server with the file, the key and the reason.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listener: Listener,
+    pub storage: Storage,
+    pub seal: Seal,
+    #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
+    pub okms: Okms,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    #[serde(default = "default_address")]
+    pub address: String,
+    /// Plain HTTP must be asked for explicitly, as in Vault.
+    #[serde(default)]
+    pub tls_disable: bool,
+    #[serde(default = "default_max_request_size")]
+    pub max_request_size: usize,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Self {
+            address: default_address(),
+            tls_disable: false,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+        }
+    }
+}
+
+fn default_address() -> String {
+    "127.0.0.1:8200".into()
+}
+
+fn default_max_request_size() -> usize {
+    DEFAULT_MAX_REQUEST_SIZE
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every commit: an acknowledged write survives power loss (the default).
+    #[default]
+    Full,
+    /// fsync at checkpoints only: an acknowledged write survives a crash of kvseal, not of the machine.
+    Normal,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// A directory; the database is `<path>/kvseal.db`.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub synchronous: Synchronous,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SealType {
+    File,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seal {
+    #[serde(rename = "type")]
+    pub kind: SealType,
+    /// The root key file (created with mode 0600 at first start when missing).
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Okms {
+    #[serde(default)]
+    pub domains: Vec<OkmsDomain>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OkmsDomain {
+    pub id: uuid::Uuid,
+    pub mount: String,
+}
+
+impl Config {
+    /// Reads and checks a config file. The error names the file, the key and the reason.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the config file: {e}", path.display()))?;
+        let cfg: Config = toml::from_str(&text)
+            .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        cfg.check()
+            .map_err(|(key, reason)| format!("{}: {key}: {reason}", path.display()))?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !self.listener.tls_disable {
+            return Err((
+                "listener.tls_disable",
+                "TLS is not available in this version of kvseal; set tls_disable = true to serve plain HTTP".into(),
+            ));
+        }
+        if self
+            .listener
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err((
+                "listener.address",
+                format!("{:?} is not an IP:port address", self.listener.address),
+            ));
+        }
+        if self.listener.max_request_size == 0 {
+            return Err(("listener.max_request_size", "must be greater than 0".into()));
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            return Err(("storage.path", "must not be empty".into()));
+        }
+        if self.seal.key_file.as_os_str().is_empty() {
+            return Err(("seal.key_file", "must not be empty".into()));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err((
+                "log.level",
+                format!("{:?} is not a log level", self.log.level),
+            ));
+        }
+        for d in &self.okms.domains {
+            if crate::engine::path::MountPath::parse(&d.mount).is_err() {
+                return Err((
+                    "okms.domains.mount",
+                    format!("{:?} is not a mount path", d.mount),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(s: &str) -> Result<Config, String> {
+        let dir = std::env::temp_dir().join(format!("kvseal-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, s).unwrap();
+        let r = Config::load(&p);
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    const GOOD: &str = "[listener]\naddress = \"127.0.0.1:8200\"\ntls_disable = true\n[storage]\npath = \"/tmp/x\"\n[seal]\ntype = \"file\"\nkey_file = \"/tmp/x/k\"\n";
+
+    #[test]
+    fn good_config_loads() {
+        let c = load_str(GOOD).unwrap();
+        assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
+        assert_eq!(c.storage.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let e = load_str(&GOOD.replace("tls_disable", "tls_disabled")).unwrap_err();
+        assert!(e.contains("c.toml") && e.contains("tls_disabled"), "{e}");
+        let e = load_str(&GOOD.replace("tls_disable = true", "tls_disable = false")).unwrap_err();
+        assert!(e.contains("listener.tls_disable"), "{e}");
+        let e = load_str(&GOOD.replace("127.0.0.1:8200", "nowhere")).unwrap_err();
+        assert!(e.contains("listener.address"), "{e}");
+        let e = load_str(&GOOD.replace("\"file\"", "\"shamir\"")).unwrap_err();
+        assert!(e.contains("shamir"), "{e}");
+    }
+}

@@ -1,0 +1,49 @@
+//! The engine's errors. No status codes here: each API renders them in its own wire shape, in one
+//! function (`vault::error`, later `okms::error`).
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// The key, version or mount does not exist.
+    #[error("not found")]
+    NotFound,
+    /// `cas` was given and does not equal the current version.
+    #[error("check-and-set parameter did not match the current version")]
+    CasMismatch,
+    /// `cas_required` is set (mount or key) and no `cas` was given.
+    #[error("check-and-set parameter required for this call")]
+    CasRequired,
+    /// The request is well-formed but not acceptable (message is shown to the client as is).
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine has no keyring in memory: not initialised, or the key file does not open it.
+    #[error("Vault is sealed")]
+    Sealed,
+    /// `sys/init` on an initialised store.
+    #[error("Vault is already initialized")]
+    AlreadyInitialized,
+    /// The caller may not do this.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// A stored ciphertext failed to open (tampering, wrong key). Never shows any plaintext.
+    #[error("stored data failed authentication")]
+    Crypto,
+    /// The storage layer failed. The message names the operation, never a secret value.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl EngineError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::Invalid(msg.into())
+    }
+}
+
+impl From<rusqlite::Error> for EngineError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;

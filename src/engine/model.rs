@@ -1,0 +1,203 @@
+//! The engine's data model: mounts, key metadata and versions.
+//!
+//! One state model serves both APIs. A version is `Active`, `Deactivated` (Vault's soft delete: a
+//! `deletion_time` that has passed; reversible by undelete) or `Destroyed` (data wiped; irreversible).
+//! OKMS's `active`/`deactivated`/`deleted` map onto these one to one, and its `deactivateVersionAfter`
+//! is Vault's `delete_version_after`, which schedules a `deletion_time` in the future: such a version
+//! still reads as active until the time passes.
+
+use std::collections::BTreeMap;
+
+use super::clock::Nanos;
+use super::path::MountPath;
+
+/// The KV engine's per-mount settings (`<mount>/config`, OKMS `secretConfig`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KvConfig {
+    /// 0 = unset (the effective default is 10).
+    pub max_versions: u32,
+    pub cas_required: bool,
+    /// Seconds. 0 = unset; negative (stored as -1) disables delete-after for every key of the mount.
+    pub delete_version_after: i64,
+}
+
+/// A secrets engine mount.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    pub id: i64,
+    pub path: MountPath,
+    /// Always `"kv"` for now (`kv-v2` is stored as `kv` with version 2, as Vault does).
+    pub kind: String,
+    /// 1 or 2. KV v1 mounts are recorded (so `vault kv enable-versioning` can upgrade them) but only the
+    /// v2 API is served.
+    pub kv_version: u8,
+    pub description: String,
+    pub uuid: String,
+    pub accessor: String,
+    /// Mount options as Vault keeps them: a map of strings (`{"version":"2"}`).
+    pub options: BTreeMap<String, String>,
+    pub default_lease_ttl: i64,
+    pub max_lease_ttl: i64,
+    pub force_no_cache: bool,
+    pub kv: KvConfig,
+    pub created: Nanos,
+}
+
+/// What a caller asks for when enabling a mount.
+#[derive(Clone, Debug, Default)]
+pub struct MountSpec {
+    pub kind: String,
+    pub description: String,
+    pub options: BTreeMap<String, String>,
+    pub default_lease_ttl: i64,
+    pub max_lease_ttl: i64,
+    pub force_no_cache: bool,
+}
+
+/// A change to a mount's tunables; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct MountTune {
+    pub description: Option<String>,
+    pub default_lease_ttl: Option<i64>,
+    pub max_lease_ttl: Option<i64>,
+    pub force_no_cache: Option<bool>,
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+/// A change to a mount's KV config; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct KvConfigUpdate {
+    pub max_versions: Option<u32>,
+    pub cas_required: Option<bool>,
+    pub delete_version_after: Option<i64>,
+}
+
+/// Key-level metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecretMeta {
+    pub created: Nanos,
+    pub updated: Nanos,
+    pub current_version: u64,
+    pub oldest_version: u64,
+    pub max_versions: u32,
+    pub cas_required: bool,
+    /// Seconds, >= 0.
+    pub delete_version_after: i64,
+    pub custom_metadata: Option<BTreeMap<String, String>>,
+}
+
+impl SecretMeta {
+    pub fn new(now: Nanos) -> Self {
+        Self {
+            created: now,
+            updated: now,
+            current_version: 0,
+            oldest_version: 0,
+            max_versions: 0,
+            cas_required: false,
+            delete_version_after: 0,
+            custom_metadata: None,
+        }
+    }
+}
+
+/// One version's metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionMeta {
+    pub version: u64,
+    pub created: Nanos,
+    pub deletion_time: Option<Nanos>,
+    pub destroyed: bool,
+}
+
+/// A version's state at a given instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionState {
+    Active,
+    Deactivated,
+    Destroyed,
+}
+
+impl VersionMeta {
+    pub fn state(&self, now: Nanos) -> VersionState {
+        if self.destroyed {
+            VersionState::Destroyed
+        } else if self.deletion_time.is_some_and(|t| t <= now) {
+            VersionState::Deactivated
+        } else {
+            VersionState::Active
+        }
+    }
+}
+
+/// Key metadata together with its versions (ascending).
+#[derive(Clone, Debug)]
+pub struct SecretRecord {
+    pub meta: SecretMeta,
+    pub versions: Vec<VersionMeta>,
+}
+
+impl SecretRecord {
+    pub fn version(&self, v: u64) -> Option<&VersionMeta> {
+        self.versions.iter().find(|m| m.version == v)
+    }
+}
+
+/// The result of reading one version.
+#[derive(Debug)]
+pub enum VersionRead {
+    /// Data of an active version.
+    Data {
+        data: serde_json::Map<String, serde_json::Value>,
+        version: VersionMeta,
+        custom_metadata: Option<BTreeMap<String, String>>,
+    },
+    /// The version exists but is deactivated or destroyed: metadata only.
+    Gone {
+        version: VersionMeta,
+        custom_metadata: Option<BTreeMap<String, String>>,
+    },
+}
+
+/// The result of writing a version.
+#[derive(Debug)]
+pub struct WriteOutcome {
+    pub version: VersionMeta,
+    pub custom_metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The result of a merge-patch write.
+#[derive(Debug)]
+pub enum PatchOutcome {
+    Written(WriteOutcome),
+    /// The key has no metadata or no versions: Vault answers 404 with an empty body.
+    Missing,
+    /// The current version is deactivated or destroyed.
+    Gone {
+        version: VersionMeta,
+        custom_metadata: Option<BTreeMap<String, String>>,
+    },
+}
+
+/// A change to key metadata (`metadata/` POST or PATCH after merging).
+#[derive(Clone, Debug, Default)]
+pub struct MetaUpdate {
+    pub max_versions: Option<u32>,
+    pub cas_required: Option<bool>,
+    pub delete_version_after: Option<i64>,
+    pub custom_metadata: Option<BTreeMap<String, String>>,
+}
+
+/// Which bulk version operation to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionOp {
+    Delete,
+    Undelete,
+    Destroy,
+}
+
+/// One page of a folder listing.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    pub keys: Vec<String>,
+}

@@ -1,0 +1,237 @@
+//! Mounts: the mount table, enabling, disabling and tuning, and the KV config of a mount.
+
+use std::sync::Arc;
+
+use rand::Rng;
+
+use super::clock::Nanos;
+use super::error::{EngineError, EngineResult};
+use super::model::{KvConfig, KvConfigUpdate, Mount, MountSpec, MountTune};
+use super::path::MountPath;
+use super::Engine;
+use crate::storage::rows;
+
+/// Top-level paths that belong to kvseal itself, as in Vault.
+const RESERVED: [&str; 4] = ["sys/", "auth/", "cubbyhole/", "identity/"];
+
+fn random_hex(n: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+pub(super) fn new_mount_record(
+    spec: MountSpec,
+    path: MountPath,
+    kv_version: u8,
+    now: Nanos,
+) -> Mount {
+    let mut options = spec.options;
+    options.insert("version".into(), kv_version.to_string());
+    Mount {
+        id: 0,
+        path,
+        kind: spec.kind,
+        kv_version,
+        description: spec.description,
+        uuid: uuid::Uuid::new_v4().to_string(),
+        accessor: format!("kv_{}", random_hex(8)),
+        options,
+        default_lease_ttl: spec.default_lease_ttl,
+        max_lease_ttl: spec.max_lease_ttl,
+        force_no_cache: spec.force_no_cache,
+        kv: KvConfig::default(),
+        created: now,
+    }
+}
+
+/// Reads the KV version out of mount options: `"2"` is v2, anything else v1 (as Vault does).
+fn kv_version_of(options: &std::collections::BTreeMap<String, String>) -> Result<u8, EngineError> {
+    match options.get("version").map(|s| s.trim()) {
+        None | Some("") | Some("1") => Ok(1),
+        Some("2") => Ok(2),
+        Some(other) => Err(EngineError::invalid(format!(
+            "invalid KV version {other:?}: must be 1 or 2"
+        ))),
+    }
+}
+
+impl Engine {
+    /// The current mount table (cheap: an `Arc` of a snapshot).
+    pub fn mounts(&self) -> Arc<Vec<Mount>> {
+        self.mounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Finds the mount that holds `path` (longest mount path that is a prefix of it, on segment
+    /// boundaries) and returns it with the rest of the path after the mount.
+    pub fn resolve<'p>(&self, path: &'p str) -> Option<(Mount, &'p str)> {
+        let mounts = self.mounts();
+        let mut best: Option<&Mount> = None;
+        for m in mounts.iter() {
+            let matches = path.starts_with(m.path.as_str()) || path == m.path.bare();
+            if matches && best.is_none_or(|b| m.path.as_str().len() > b.path.as_str().len()) {
+                best = Some(m);
+            }
+        }
+        let m = best?.clone();
+        let rest = path.get(m.path.as_str().len()..).unwrap_or("");
+        Some((m, rest))
+    }
+
+    pub fn mount_by_path(&self, path: &MountPath) -> Option<Mount> {
+        self.mounts().iter().find(|m| &m.path == path).cloned()
+    }
+
+    /// Enables a secrets engine. Only `kv` (v1 or v2) and `kv-v2` exist in kvseal.
+    pub async fn enable_mount(&self, path: MountPath, mut spec: MountSpec) -> EngineResult<()> {
+        self.keyring()?;
+        let kv_version = match spec.kind.as_str() {
+            "kv" => kv_version_of(&spec.options)?,
+            "kv-v2" => {
+                spec.kind = "kv".into();
+                2
+            }
+            "kv-v1" => {
+                spec.kind = "kv".into();
+                1
+            }
+            other => {
+                if spec.options.contains_key("version") {
+                    return Err(EngineError::invalid(format!(
+                        "secrets engine {other:?} does not allow setting a version"
+                    )));
+                }
+                return Err(EngineError::invalid(format!(
+                    "plugin not found in the catalog: {other}"
+                )));
+            }
+        };
+        for reserved in RESERVED {
+            if path.as_str().starts_with(reserved) {
+                return Err(EngineError::invalid(format!(
+                    "cannot mount under {reserved:?}: it is reserved"
+                )));
+            }
+        }
+        for m in self.mounts().iter() {
+            if m.path == path {
+                return Err(EngineError::invalid(format!(
+                    "path is already in use at {}",
+                    path.as_str()
+                )));
+            }
+            if path.as_str().starts_with(m.path.as_str())
+                || m.path.as_str().starts_with(path.as_str())
+            {
+                return Err(EngineError::invalid(format!(
+                    "path is already in use at {}",
+                    m.path.as_str()
+                )));
+            }
+        }
+        let record = new_mount_record(spec, path, kv_version, self.clock.now());
+        let result = self
+            .store
+            .write(move |c| {
+                // Checked again under the writer: two concurrent enables of one path.
+                if rows::load_mounts(c)?.iter().any(|m| {
+                    m.path.as_str().starts_with(record.path.as_str())
+                        || record.path.as_str().starts_with(m.path.as_str())
+                }) {
+                    return Err(EngineError::invalid(format!(
+                        "path is already in use at {}",
+                        record.path.as_str()
+                    )));
+                }
+                rows::insert_mount(c, &record)
+            })
+            .await;
+        self.reload_mounts()?;
+        result.map(|_| ())
+    }
+
+    /// Disables a mount and deletes everything in it. A missing mount is not an error (Vault: 204).
+    pub async fn disable_mount(&self, path: &MountPath) -> EngineResult<()> {
+        self.keyring()?;
+        if let Some(m) = self.mount_by_path(path) {
+            let id = m.id;
+            self.store.write(move |c| rows::delete_mount(c, id)).await?;
+            self.reload_mounts()?;
+        }
+        Ok(())
+    }
+
+    /// Tunes a mount. Setting `options.version` to 2 upgrades a KV v1 mount (`vault kv
+    /// enable-versioning`); going back from 2 to 1 is refused, as in Vault.
+    pub async fn tune_mount(&self, path: &MountPath, tune: MountTune) -> EngineResult<()> {
+        self.keyring()?;
+        let mut m = self.mount_by_path(path).ok_or(EngineError::NotFound)?;
+        if let Some(d) = tune.description {
+            m.description = d;
+        }
+        if let Some(t) = tune.default_lease_ttl {
+            m.default_lease_ttl = t;
+        }
+        if let Some(t) = tune.max_lease_ttl {
+            m.max_lease_ttl = t;
+        }
+        if let Some(f) = tune.force_no_cache {
+            m.force_no_cache = f;
+        }
+        if let Some(options) = tune.options {
+            let new_version = if options.contains_key("version") {
+                kv_version_of(&options)?
+            } else {
+                m.kv_version
+            };
+            if new_version < m.kv_version {
+                return Err(EngineError::invalid(
+                    "cannot downgrade mount from KV version 2 to KV version 1",
+                ));
+            }
+            for (k, v) in options {
+                m.options.insert(k, v);
+            }
+            m.kv_version = new_version;
+            m.options.insert("version".into(), new_version.to_string());
+        }
+        self.store.write(move |c| rows::update_mount(c, &m)).await?;
+        self.reload_mounts()
+    }
+
+    /// The KV config of a mount (`<mount>/config`).
+    pub fn kv_config(&self, mount: &Mount) -> KvConfig {
+        self.mounts()
+            .iter()
+            .find(|m| m.id == mount.id)
+            .map(|m| m.kv.clone())
+            .unwrap_or_else(|| mount.kv.clone())
+    }
+
+    /// Changes fields of a mount's KV config. A negative `delete_version_after` disables delete-after
+    /// for the whole mount and is stored as -1 (it reads back as `"-1s"`).
+    pub async fn set_kv_config(&self, mount: &Mount, update: KvConfigUpdate) -> EngineResult<()> {
+        self.keyring()?;
+        let id = mount.id;
+        self.store
+            .write(move |c| {
+                let mut m = rows::get_mount(c, id)?.ok_or(EngineError::NotFound)?;
+                if let Some(v) = update.max_versions {
+                    m.kv.max_versions = v;
+                }
+                if let Some(v) = update.cas_required {
+                    m.kv.cas_required = v;
+                }
+                if let Some(v) = update.delete_version_after {
+                    m.kv.delete_version_after = if v < 0 { -1 } else { v };
+                }
+                rows::update_mount(c, &m)
+            })
+            .await?;
+        self.reload_mounts()
+    }
+}

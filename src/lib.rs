@@ -1,0 +1,9 @@
+//! kvseal: a self-hosted secrets server speaking the HashiCorp Vault KV v2 API (and, next, the
+//! OVHcloud OKMS Secret Manager API) over one versioned, encrypted secret engine on SQLite.
+
+pub mod config;
+pub mod crypto;
+pub mod engine;
+pub mod server;
+pub mod storage;
+pub mod vault;

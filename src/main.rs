@@ -1,0 +1,78 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kvseal",
+    version,
+    about = "A self-hosted secrets server (Vault KV v2 and OVHcloud OKMS APIs)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Server(ServerArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Development mode: temporary storage, initialised and unsealed, a kv-v2 mount at secret/, plain
+    /// HTTP (as `vault server -dev`). Nothing is kept.
+    #[arg(long)]
+    dev: bool,
+    /// The root token in dev mode (random when not given).
+    #[arg(long, requires = "dev")]
+    dev_root_token_id: Option<String>,
+    /// The address to listen on in dev mode.
+    #[arg(long, requires = "dev", default_value = "127.0.0.1:8200")]
+    dev_listen_address: SocketAddr,
+    /// The OKMS domain id (a UUID) backed by secret/ in dev mode.
+    #[arg(long, requires = "dev")]
+    dev_okms_id: Option<uuid::Uuid>,
+    /// The configuration file (TOML; see config.example.toml).
+    #[arg(long, conflicts_with = "dev", required_unless_present = "dev")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(a) => {
+            let mode = if a.dev {
+                kvseal::server::Mode::Dev {
+                    root_token: a.dev_root_token_id,
+                    address: a.dev_listen_address,
+                    okms_id: a.dev_okms_id,
+                }
+            } else {
+                match a.config {
+                    Some(path) => match kvseal::config::Config::load(&path) {
+                        Ok(cfg) => kvseal::server::Mode::Config(Box::new(cfg)),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    },
+                    None => {
+                        eprintln!("error: either --dev or --config FILE is required");
+                        return ExitCode::from(2);
+                    }
+                }
+            };
+            match kvseal::server::run(mode) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

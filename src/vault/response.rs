@@ -1,0 +1,110 @@
+//! Vault's success shapes, built in one place: the envelope, raw JSON, 204, and the "raw" responses
+//! a plugin builds itself (a full envelope with a status of its choosing, e.g. 404 with data).
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde::Serialize;
+use serde_json::Value;
+
+/// What a handler answers.
+#[derive(Debug)]
+pub enum Reply {
+    /// 200 envelope with `data`.
+    Data(Value),
+    /// 200 envelope with `data` and warnings.
+    DataWarn(Value, Vec<String>),
+    /// 200 envelope with an `auth` block and `data: null`.
+    Auth(Value),
+    /// 200 envelope whose `data` is also copied to the top level (Vault's `sys/` "injector" routes,
+    /// e.g. `sys/mounts`, which older clients read from the top).
+    SysInjected(Value),
+    /// 204 with no body.
+    NoContent,
+    /// A JSON body with no envelope (`sys/health`, `sys/seal-status`, `sys/leader`, `sys/init`).
+    RawJson(StatusCode, Value),
+    /// A full envelope with a chosen status (`logical.RespondWithStatusCode`): the KV engine's 404 for a
+    /// deleted version (hvac reads `data.metadata` from it) and its catch-all 404 with a warning.
+    RawEnvelope(StatusCode, Value, Option<Vec<String>>),
+    /// A status with an empty body (PATCH of a missing key: the Go client then treats it as "nothing
+    /// there" rather than an error).
+    Empty(StatusCode),
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    request_id: &'a str,
+    lease_id: &'static str,
+    renewable: bool,
+    lease_duration: u64,
+    data: &'a Value,
+    wrap_info: Option<()>,
+    warnings: Option<&'a [String]>,
+    auth: Option<&'a Value>,
+    /// Vault-only (OpenBao dropped it); no client reads it, but Vault sends it. Raw plugin responses
+    /// have `""` here because the plugin builds the envelope itself.
+    mount_type: &'a str,
+}
+
+fn json_response(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header(("Content-Type", "application/json"))
+        .body(body)
+}
+
+impl Reply {
+    pub fn render(self, request_id: &str, mount_type: &str) -> HttpResponse {
+        let envelope =
+            |data: &Value, warnings: Option<&[String]>, auth: Option<&Value>, mt: &str| {
+                serde_json::to_string(&Envelope {
+                    request_id,
+                    lease_id: "",
+                    renewable: false,
+                    lease_duration: 0,
+                    data,
+                    wrap_info: None,
+                    warnings,
+                    auth,
+                    mount_type: mt,
+                })
+                .unwrap_or_default()
+            };
+        match self {
+            Reply::Data(d) => json_response(StatusCode::OK, envelope(&d, None, None, mount_type)),
+            Reply::DataWarn(d, w) => {
+                json_response(StatusCode::OK, envelope(&d, Some(&w), None, mount_type))
+            }
+            Reply::Auth(a) => json_response(
+                StatusCode::OK,
+                envelope(&Value::Null, None, Some(&a), mount_type),
+            ),
+            Reply::SysInjected(d) => {
+                let mut top = match serde_json::to_value(Envelope {
+                    request_id,
+                    lease_id: "",
+                    renewable: false,
+                    lease_duration: 0,
+                    data: &d,
+                    wrap_info: None,
+                    warnings: None,
+                    auth: None,
+                    mount_type,
+                }) {
+                    Ok(Value::Object(m)) => m,
+                    _ => serde_json::Map::new(),
+                };
+                if let Value::Object(data) = &d {
+                    for (k, v) in data {
+                        top.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+                json_response(StatusCode::OK, Value::Object(top).to_string())
+            }
+            Reply::NoContent => HttpResponse::NoContent().finish(),
+            Reply::RawJson(status, v) => json_response(status, v.to_string()),
+            Reply::RawEnvelope(status, d, w) => {
+                json_response(status, envelope(&d, w.as_deref(), None, ""))
+            }
+            Reply::Empty(status) => json_response(status, String::new()),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Authenticated `sys/` endpoints: the mount table (`sys/mounts`), tuning, and the kv preflight
+//! (`sys/internal/ui/mounts/<path>`, also `sys/mounts-all/<path>`).
+
+use serde_json::{json, Map, Value};
+
+use super::decode;
+use super::error::{VaultError, VaultResult};
+use super::render::{mount_info, sys_mount_info};
+use super::request::Op;
+use super::response::Reply;
+use super::Ctx;
+use crate::engine::model::{MountSpec, MountTune};
+use crate::engine::path::MountPath;
+
+pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
+    let op = ctx.req.op;
+    let rest_trim = rest.trim_end_matches('/');
+    if rest_trim == "mounts" {
+        return match op {
+            Op::Read => Ok(Reply::SysInjected(all_mounts(ctx))),
+            _ => Err(VaultError::UnsupportedOperation),
+        };
+    }
+    if let Some(p) = rest
+        .strip_prefix("internal/ui/mounts/")
+        .or_else(|| rest.strip_prefix("mounts-all/"))
+    {
+        return preflight(ctx, p);
+    }
+    if rest_trim == "internal/ui/mounts" {
+        return Ok(Reply::Data(
+            json!({ "secret": all_mounts(ctx), "auth": {} }),
+        ));
+    }
+    if let Some(p) = rest.strip_prefix("mounts/") {
+        if let Some(m) = p.trim_end_matches('/').strip_suffix("/tune") {
+            return tune(ctx, m).await;
+        }
+        return mount(ctx, p).await;
+    }
+    Err(VaultError::NoHandler(format!("sys/{rest}")))
+}
+
+fn all_mounts(ctx: &Ctx<'_>) -> Value {
+    let mut data = Map::new();
+    for m in ctx.engine.mounts().iter() {
+        data.insert(m.path.as_str().to_string(), mount_info(m));
+    }
+    data.insert("sys/".into(), sys_mount_info());
+    Value::Object(data)
+}
+
+fn mount_path(p: &str) -> VaultResult<MountPath> {
+    MountPath::parse(p).map_err(|e| VaultError::bad(e.to_string()))
+}
+
+/// The preflight every `vault kv` command sends first: `data.path` is the mount path with a trailing
+/// slash and `data.options.version` the string `"2"` (the CLI type-asserts both; a 404 here would make
+/// it fall back to KV v1 paths).
+fn preflight(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
+    let denied = || VaultError::PreflightDenied(format!("{}/", p.trim_end_matches('/')));
+    let (m, _) = ctx.engine.resolve(p).ok_or_else(denied)?;
+    let mut info = mount_info(&m);
+    if let Value::Object(o) = &mut info {
+        o.insert("path".into(), json!(m.path.as_str()));
+    }
+    Ok(Reply::Data(info))
+}
+
+async fn mount(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
+    let path = mount_path(p)?;
+    let engine = ctx.engine;
+    match ctx.req.op {
+        Op::Read => {
+            if path.as_str() == "sys/" {
+                return Ok(Reply::Data(sys_mount_info()));
+            }
+            let m = engine.mount_by_path(&path).ok_or_else(|| {
+                VaultError::bad(format!("No secret engine mount at {}", path.as_str()))
+            })?;
+            Ok(Reply::Data(mount_info(&m)))
+        }
+        Op::Update => {
+            let spec = mount_spec(&ctx.req.body)?;
+            engine.enable_mount(path, spec).await?;
+            Ok(Reply::NoContent)
+        }
+        Op::Delete => {
+            if path.as_str() == "sys/" {
+                return Err(VaultError::bad("cannot unmount \"sys/\""));
+            }
+            engine.disable_mount(&path).await?;
+            Ok(Reply::NoContent)
+        }
+        _ => Err(VaultError::UnsupportedOperation),
+    }
+}
+
+/// The body of `POST sys/mounts/<path>`. `null` is accepted for `description`, `config`, `options`
+/// and `plugin_name` (hvac sends nulls).
+fn mount_spec(b: &Map<String, Value>) -> VaultResult<MountSpec> {
+    let kind = match b.get("type") {
+        Some(Value::String(t)) if !t.is_empty() => t.clone(),
+        _ => return Err(VaultError::bad("missing or empty type")),
+    };
+    let config = match b.get("config") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(c)) => c.clone(),
+        Some(_) => return Err(VaultError::bad("error parsing config: not a map")),
+    };
+    let ttl = |k: &str| -> VaultResult<i64> {
+        config
+            .get(k)
+            .filter(|v| !v.is_null())
+            .map(|v| decode::duration(v, k))
+            .transpose()
+            .map(|o| o.unwrap_or(0))
+    };
+    Ok(MountSpec {
+        kind,
+        description: b
+            .get("description")
+            .map(|v| decode::string(v, "description"))
+            .transpose()?
+            .unwrap_or_default(),
+        options: b
+            .get("options")
+            .map(|v| decode::string_map(v, "options"))
+            .transpose()?
+            .unwrap_or_default(),
+        default_lease_ttl: ttl("default_lease_ttl")?,
+        max_lease_ttl: ttl("max_lease_ttl")?,
+        force_no_cache: config
+            .get("force_no_cache")
+            .map(|v| decode::bool_(v, "force_no_cache"))
+            .transpose()?
+            .unwrap_or(false),
+    })
+}
+
+/// `sys/mounts/<path>/tune`. `vault kv enable-versioning` sends `{"options":{"version":"2"}, ...}`.
+async fn tune(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
+    let path = mount_path(p)?;
+    let engine = ctx.engine;
+    let not_found = || {
+        VaultError::bad(format!(
+            "cannot fetch sysview for path \"{}\"",
+            path.as_str()
+        ))
+    };
+    match ctx.req.op {
+        Op::Read => {
+            let m = engine.mount_by_path(&path).ok_or_else(not_found)?;
+            Ok(Reply::Data(json!({
+                "default_lease_ttl": m.default_lease_ttl,
+                "description": m.description,
+                "force_no_cache": m.force_no_cache,
+                "max_lease_ttl": m.max_lease_ttl,
+                "options": m.options,
+            })))
+        }
+        Op::Update => {
+            engine.mount_by_path(&path).ok_or_else(not_found)?;
+            let b = &ctx.req.body;
+            // `""` for a TTL means "leave as is" (the CLI sends empty strings for unset flags).
+            let ttl = |k: &str| -> VaultResult<Option<i64>> {
+                match b.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) if s.is_empty() => Ok(None),
+                    Some(v) => decode::duration(v, k).map(Some),
+                }
+            };
+            let tune = MountTune {
+                description: b
+                    .get("description")
+                    .filter(|v| !v.is_null())
+                    .map(|v| decode::string(v, "description"))
+                    .transpose()?,
+                default_lease_ttl: ttl("default_lease_ttl")?,
+                max_lease_ttl: ttl("max_lease_ttl")?,
+                force_no_cache: b
+                    .get("force_no_cache")
+                    .map(|v| decode::bool_(v, "force_no_cache"))
+                    .transpose()?,
+                options: match b.get("options") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(decode::string_map(v, "options")?),
+                },
+            };
+            engine.tune_mount(&path, tune).await?;
+            Ok(Reply::NoContent)
+        }
+        _ => Err(VaultError::UnsupportedOperation),
+    }
+}
