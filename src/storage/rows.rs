@@ -231,7 +231,8 @@ pub fn get_blob(
     path: &str,
     version: u64,
 ) -> EngineResult<Option<SealedBlob>> {
-    let row: Option<(Option<u32>, Option<Vec<u8>>, Option<Vec<u8>>)> = conn
+    type MaybeBlob = (Option<u32>, Option<Vec<u8>>, Option<Vec<u8>>);
+    let row: Option<MaybeBlob> = conn
         .prepare_cached(
             "SELECT key_id, nonce, ciphertext FROM versions
              WHERE mount_id = ?1 AND path = ?2 AND version = ?3",

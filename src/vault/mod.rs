@@ -14,6 +14,8 @@ pub mod request;
 pub mod response;
 mod sys_health;
 mod sys_mounts;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -47,7 +49,7 @@ fn request_id(req: &HttpRequest) -> String {
     req.extensions()
         .get::<crate::server::RequestId>()
         .map(|r| r.0.clone())
-        .unwrap_or_default()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 use actix_web::HttpMessage;
