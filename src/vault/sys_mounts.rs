@@ -12,6 +12,9 @@ use super::Ctx;
 use crate::engine::model::{MountSpec, MountTune};
 use crate::engine::path::MountPath;
 
+/// Vault's system-wide default and maximum lease TTL (768h), in seconds.
+const SYSTEM_DEFAULT_TTL: i64 = 768 * 3600;
+
 pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
     let op = ctx.req.op;
     let rest_trim = rest.trim_end_matches('/');
@@ -151,11 +154,14 @@ async fn tune(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
     match ctx.req.op {
         Op::Read => {
             let m = engine.mount_by_path(&path).ok_or_else(not_found)?;
+            // Tune reads report the effective TTLs: an unset (0) TTL is the system default of 768h,
+            // as Vault's sysview answers (hvac's read_mount_configuration shows it).
+            let effective = |t: i64| if t == 0 { SYSTEM_DEFAULT_TTL } else { t };
             Ok(Reply::Data(json!({
-                "default_lease_ttl": m.default_lease_ttl,
+                "default_lease_ttl": effective(m.default_lease_ttl),
                 "description": m.description,
                 "force_no_cache": m.force_no_cache,
-                "max_lease_ttl": m.max_lease_ttl,
+                "max_lease_ttl": effective(m.max_lease_ttl),
                 "options": m.options,
             })))
         }
