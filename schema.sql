@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS mounts (
     max_versions         INTEGER NOT NULL DEFAULT 0,
     cas_required         INTEGER NOT NULL DEFAULT 0,
     delete_version_after INTEGER NOT NULL DEFAULT 0,
+    -- The duration exactly as an OKMS client wrote it ("1d"); OKMS echoes it back unchanged.
+    delete_version_after_text TEXT,
     created_ns           INTEGER NOT NULL
 );
 
@@ -41,6 +43,7 @@ CREATE TABLE IF NOT EXISTS secrets (
     max_versions         INTEGER NOT NULL,
     cas_required         INTEGER NOT NULL,
     delete_version_after INTEGER NOT NULL,
+    delete_version_after_text TEXT,
     custom_metadata      TEXT,
     PRIMARY KEY (mount_id, path)
 ) WITHOUT ROWID;

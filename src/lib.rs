@@ -1,6 +1,7 @@
 //! kvseal: a self-hosted secrets server speaking the HashiCorp Vault KV v2 API (and, next, the
 //! OVHcloud OKMS Secret Manager API) over one versioned, encrypted secret engine on SQLite.
 
+pub mod app;
 pub mod config;
 pub mod crypto;
 pub mod engine;

@@ -1,5 +1,6 @@
 //! Start-up: storage, seal, engine, the HTTP server, request logging.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,9 +9,11 @@ use std::time::Instant;
 use actix_web::dev::Service;
 use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 
+use crate::app::{AppState, RequestId};
 use crate::config::{Config, Synchronous};
 use crate::crypto::load_or_create_key_file;
 use crate::engine::clock::Clock;
+use crate::engine::path::MountPath;
 use crate::engine::Engine;
 use crate::storage::{Durability, Store};
 use crate::vault;
@@ -24,10 +27,6 @@ pub enum Mode {
     },
     Config(Box<Config>),
 }
-
-/// The id of one request: in the log line and in the response envelope.
-#[derive(Clone)]
-pub struct RequestId(pub String);
 
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KVSEAL_LOG")
@@ -88,6 +87,18 @@ pub fn run(mode: Mode) -> Result<(), String> {
         }
     };
 
+    let okms_domains: HashMap<uuid::Uuid, MountPath> = match &mode {
+        Mode::Dev { okms_id, .. } => okms_id
+            .iter()
+            .filter_map(|id| Some((*id, MountPath::parse("secret").ok()?)))
+            .collect(),
+        Mode::Config(cfg) => cfg
+            .okms
+            .domains
+            .iter()
+            .filter_map(|d| Some((d.id, MountPath::parse(&d.mount).ok()?)))
+            .collect(),
+    };
     let store = Store::open(&dir, durability).map_err(|e| e.to_string())?;
     let root_key =
         load_or_create_key_file(&key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
@@ -107,7 +118,7 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             print_dev_banner(address, token.expose(), okms_id.as_ref());
         }
-        serve(engine.clone(), address, max_request_size).await
+        serve(engine.clone(), address, max_request_size, okms_domains).await
     });
     if dev {
         let _ = std::fs::remove_dir_all(&dir);
@@ -139,10 +150,12 @@ async fn serve(
     engine: Arc<Engine>,
     address: SocketAddr,
     max_request_size: usize,
+    okms_domains: HashMap<uuid::Uuid, MountPath>,
 ) -> Result<(), String> {
-    let state = web::Data::new(vault::AppState {
+    let state = web::Data::new(AppState {
         engine,
         max_request_size,
+        okms_domains,
     });
     tracing::info!(%address, "listening (plain HTTP)");
     HttpServer::new(move || {

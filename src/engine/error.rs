@@ -14,6 +14,9 @@ pub enum EngineError {
     /// `cas_required` is set (mount or key) and no `cas` was given.
     #[error("check-and-set parameter required for this call")]
     CasRequired,
+    /// Creating something that already exists.
+    #[error("secret already exists")]
+    AlreadyExists,
     /// The request is well-formed but not acceptable (message is shown to the client as is).
     #[error("{0}")]
     Invalid(String),

@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 use super::clock::Nanos;
 use super::error::{EngineError, EngineResult};
 use super::model::{
-    ListPage, MetaUpdate, Mount, PatchOutcome, SecretMeta, SecretRecord, VersionMeta, VersionOp,
-    VersionRead, VersionState, WriteOutcome,
+    ListPage, MetaUpdate, Mount, PatchOutcome, PutOutcome, PutSecret, SecretMeta, SecretRecord,
+    VersionMeta, VersionOp, VersionRead, VersionState, WriteOutcome,
 };
 use super::path::{FolderPath, SecretPath};
 use super::Engine;
@@ -253,7 +253,7 @@ impl Engine {
         })
     }
 
-    /// Writes a new version, enforcing check-and-set.
+    /// Writes a new version, enforcing check-and-set (Vault's `POST data/<path>`).
     pub async fn write_secret(
         &self,
         mount: &Mount,
@@ -261,17 +261,78 @@ impl Engine {
         data: Map<String, Value>,
         cas: Option<i64>,
     ) -> EngineResult<WriteOutcome> {
+        let out = self
+            .put_secret(
+                mount,
+                path,
+                PutSecret {
+                    meta: None,
+                    data: Some(data),
+                    cas,
+                    create_only: false,
+                },
+            )
+            .await?;
+        out.version
+            .map(|version| WriteOutcome {
+                version,
+                custom_metadata: out.meta.custom_metadata,
+            })
+            .ok_or_else(|| EngineError::Storage("a write produced no version".into()))
+    }
+
+    /// Changes metadata and/or writes a new version in one atomic step (OKMS creates a secret with its
+    /// metadata and first version at once, and its updates change both together). The metadata change
+    /// applies first, so a request that turns `cas_required` off can write without `cas` (okms-cli's
+    /// test 014 relies on this).
+    pub async fn put_secret(
+        &self,
+        mount: &Mount,
+        path: &SecretPath,
+        req: PutSecret,
+    ) -> EngineResult<PutOutcome> {
         let keyring = self.kv_mount_check(mount)?;
+        if let Some(update) = &req.meta {
+            if let Some(cm) = &update.custom_metadata {
+                validate_custom_metadata(cm)?;
+            }
+            if update.delete_version_after.is_some_and(|d| d < 0) {
+                return Err(EngineError::invalid(
+                    "delete_version_after cannot be negative",
+                ));
+            }
+        }
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         self.store
             .write(move |c| {
                 let mount = mount_in(c, mount_id)?;
-                let meta = rows::get_meta(c, mount_id, path.as_str())?;
-                let (current, key_cas) = meta
-                    .as_ref()
-                    .map_or((0, false), |m| (m.current_version, m.cas_required));
-                check_cas(cas, current, mount.kv.cas_required || key_cas)?;
-                add_version(c, &keyring, &mount, path.as_str(), meta, &data, now)
+                let existing = rows::get_meta(c, mount_id, path.as_str())?;
+                if req.create_only && existing.is_some() {
+                    return Err(EngineError::AlreadyExists);
+                }
+                let mut meta = existing.unwrap_or_else(|| SecretMeta::new(now));
+                if let Some(update) = req.meta {
+                    apply_meta_update(&mut meta, update, now);
+                }
+                let version = match &req.data {
+                    Some(data) => {
+                        check_cas(
+                            req.cas,
+                            meta.current_version,
+                            mount.kv.cas_required || meta.cas_required,
+                        )?;
+                        let out =
+                            add_version(c, &keyring, &mount, path.as_str(), Some(meta), data, now)?;
+                        meta = rows::get_meta(c, mount_id, path.as_str())?
+                            .ok_or(EngineError::NotFound)?;
+                        Some(out.version)
+                    }
+                    None => {
+                        rows::put_meta(c, mount_id, path.as_str(), &meta)?;
+                        None
+                    }
+                };
+                Ok(PutOutcome { meta, version })
             })
             .await
     }
@@ -493,6 +554,7 @@ fn apply_meta_update(meta: &mut SecretMeta, update: MetaUpdate, now: Nanos) {
     }
     if let Some(v) = update.delete_version_after {
         meta.delete_version_after = v;
+        meta.delete_version_after_text = update.delete_version_after_text;
     }
     if let Some(v) = update.custom_metadata {
         meta.custom_metadata = if v.is_empty() { None } else { Some(v) };

@@ -7,6 +7,7 @@ mod kv;
 pub mod model;
 mod mounts;
 pub mod path;
+mod states;
 mod tokens;
 
 use std::sync::{Arc, RwLock};
@@ -17,6 +18,7 @@ use clock::Clock;
 use error::{EngineError, EngineResult};
 use model::Mount;
 
+pub use states::SecretSummary;
 pub use tokens::{Identity, Token};
 
 const KEYRING_FACT: &str = "keyring";

@@ -19,6 +19,9 @@ pub struct KvConfig {
     pub cas_required: bool,
     /// Seconds. 0 = unset; negative (stored as -1) disables delete-after for every key of the mount.
     pub delete_version_after: i64,
+    /// The duration as an OKMS client wrote it (`"1d"`), echoed back unchanged by the OKMS API;
+    /// `None` when it was set through the Vault API (which always renders Go's format).
+    pub delete_version_after_text: Option<String>,
 }
 
 /// A secrets engine mount.
@@ -70,6 +73,8 @@ pub struct KvConfigUpdate {
     pub max_versions: Option<u32>,
     pub cas_required: Option<bool>,
     pub delete_version_after: Option<i64>,
+    /// Goes with `delete_version_after`: the text to echo (OKMS), or `None`.
+    pub delete_version_after_text: Option<String>,
 }
 
 /// Key-level metadata.
@@ -83,6 +88,7 @@ pub struct SecretMeta {
     pub cas_required: bool,
     /// Seconds, >= 0.
     pub delete_version_after: i64,
+    pub delete_version_after_text: Option<String>,
     pub custom_metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -96,6 +102,7 @@ impl SecretMeta {
             max_versions: 0,
             cas_required: false,
             delete_version_after: 0,
+            delete_version_after_text: None,
             custom_metadata: None,
         }
     }
@@ -166,6 +173,23 @@ pub struct WriteOutcome {
     pub custom_metadata: Option<BTreeMap<String, String>>,
 }
 
+/// A combined metadata change and version write (OKMS create and update).
+#[derive(Debug, Default)]
+pub struct PutSecret {
+    pub meta: Option<MetaUpdate>,
+    pub data: Option<serde_json::Map<String, serde_json::Value>>,
+    pub cas: Option<i64>,
+    /// Fail with `AlreadyExists` when the key exists.
+    pub create_only: bool,
+}
+
+/// The key's metadata after a `PutSecret`, and the version it wrote, if any.
+#[derive(Debug)]
+pub struct PutOutcome {
+    pub meta: SecretMeta,
+    pub version: Option<VersionMeta>,
+}
+
 /// The result of a merge-patch write.
 #[derive(Debug)]
 pub enum PatchOutcome {
@@ -185,6 +209,8 @@ pub struct MetaUpdate {
     pub max_versions: Option<u32>,
     pub cas_required: Option<bool>,
     pub delete_version_after: Option<i64>,
+    /// Goes with `delete_version_after`: the text to echo (OKMS), or `None`.
+    pub delete_version_after_text: Option<String>,
     pub custom_metadata: Option<BTreeMap<String, String>>,
 }
 

@@ -228,6 +228,7 @@ impl Engine {
                 }
                 if let Some(v) = update.delete_version_after {
                     m.kv.delete_version_after = if v < 0 { -1 } else { v };
+                    m.kv.delete_version_after_text = update.delete_version_after_text;
                 }
                 rows::update_mount(c, &m)
             })

@@ -32,7 +32,7 @@ pub fn put_fact(conn: &Connection, key: &str, value: &[u8]) -> EngineResult<()> 
 
 const MOUNT_COLS: &str = "id, path, type, kv_version, description, uuid, accessor, options, \
      default_lease_ttl, max_lease_ttl, force_no_cache, max_versions, cas_required, \
-     delete_version_after, created_ns";
+     delete_version_after, created_ns, delete_version_after_text";
 
 fn mount_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mount> {
     let path: String = r.get(1)?;
@@ -55,6 +55,7 @@ fn mount_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mount> {
             max_versions: r.get(11)?,
             cas_required: r.get(12)?,
             delete_version_after: r.get(13)?,
+            delete_version_after_text: r.get(15)?,
         },
         created: r.get(14)?,
     })
@@ -72,8 +73,8 @@ pub fn insert_mount(conn: &Connection, m: &Mount) -> EngineResult<i64> {
     conn.prepare_cached(
         "INSERT INTO mounts (path, type, kv_version, description, uuid, accessor, options,
             default_lease_ttl, max_lease_ttl, force_no_cache, max_versions, cas_required,
-            delete_version_after, created_ns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            delete_version_after, created_ns, delete_version_after_text)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         m.path.as_str(),
@@ -90,6 +91,7 @@ pub fn insert_mount(conn: &Connection, m: &Mount) -> EngineResult<i64> {
         m.kv.cas_required,
         m.kv.delete_version_after,
         m.created,
+        m.kv.delete_version_after_text,
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -98,7 +100,7 @@ pub fn update_mount(conn: &Connection, m: &Mount) -> EngineResult<()> {
     conn.prepare_cached(
         "UPDATE mounts SET kv_version = ?2, description = ?3, options = ?4, default_lease_ttl = ?5,
             max_lease_ttl = ?6, force_no_cache = ?7, max_versions = ?8, cas_required = ?9,
-            delete_version_after = ?10
+            delete_version_after = ?10, delete_version_after_text = ?11
          WHERE id = ?1",
     )?
     .execute(params![
@@ -112,6 +114,7 @@ pub fn update_mount(conn: &Connection, m: &Mount) -> EngineResult<()> {
         m.kv.max_versions,
         m.kv.cas_required,
         m.kv.delete_version_after,
+        m.kv.delete_version_after_text,
     ])?;
     Ok(())
 }
@@ -136,26 +139,30 @@ pub fn delete_mount(conn: &Connection, id: i64) -> EngineResult<()> {
 
 // ---- secrets (key metadata) ----
 
+const META_COLS: &str = "created_ns, updated_ns, current_version, oldest_version, max_versions, \
+     cas_required, delete_version_after, custom_metadata, delete_version_after_text, path";
+
+fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SecretMeta> {
+    let custom: Option<String> = r.get(7)?;
+    Ok(SecretMeta {
+        created: r.get(0)?,
+        updated: r.get(1)?,
+        current_version: r.get::<_, i64>(2)? as u64,
+        oldest_version: r.get::<_, i64>(3)? as u64,
+        max_versions: r.get(4)?,
+        cas_required: r.get(5)?,
+        delete_version_after: r.get(6)?,
+        delete_version_after_text: r.get(8)?,
+        custom_metadata: custom.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
 pub fn get_meta(conn: &Connection, mount_id: i64, path: &str) -> EngineResult<Option<SecretMeta>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT created_ns, updated_ns, current_version, oldest_version, max_versions,
-                    cas_required, delete_version_after, custom_metadata
-             FROM secrets WHERE mount_id = ?1 AND path = ?2",
-        )?
-        .query_row(params![mount_id, path], |r| {
-            let custom: Option<String> = r.get(7)?;
-            Ok(SecretMeta {
-                created: r.get(0)?,
-                updated: r.get(1)?,
-                current_version: r.get::<_, i64>(2)? as u64,
-                oldest_version: r.get::<_, i64>(3)? as u64,
-                max_versions: r.get(4)?,
-                cas_required: r.get(5)?,
-                delete_version_after: r.get(6)?,
-                custom_metadata: custom.and_then(|s| serde_json::from_str(&s).ok()),
-            })
-        })
+        .prepare_cached(&format!(
+            "SELECT {META_COLS} FROM secrets WHERE mount_id = ?1 AND path = ?2"
+        ))?
+        .query_row(params![mount_id, path], meta_from_row)
         .optional()?)
 }
 
@@ -167,14 +174,16 @@ pub fn put_meta(conn: &Connection, mount_id: i64, path: &str, m: &SecretMeta) ->
         .map(|c| serde_json::to_string(c).unwrap_or_default());
     conn.prepare_cached(
         "INSERT INTO secrets (mount_id, path, created_ns, updated_ns, current_version, oldest_version,
-            max_versions, cas_required, delete_version_after, custom_metadata)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+            max_versions, cas_required, delete_version_after, custom_metadata,
+            delete_version_after_text)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT(mount_id, path) DO UPDATE SET
             created_ns = excluded.created_ns, updated_ns = excluded.updated_ns,
             current_version = excluded.current_version, oldest_version = excluded.oldest_version,
             max_versions = excluded.max_versions, cas_required = excluded.cas_required,
             delete_version_after = excluded.delete_version_after,
-            custom_metadata = excluded.custom_metadata",
+            custom_metadata = excluded.custom_metadata,
+            delete_version_after_text = excluded.delete_version_after_text",
     )?
     .execute(params![
         mount_id,
@@ -187,6 +196,7 @@ pub fn put_meta(conn: &Connection, mount_id: i64, path: &str, m: &SecretMeta) ->
         m.cas_required,
         m.delete_version_after,
         custom,
+        m.delete_version_after_text,
     ])?;
     Ok(())
 }
@@ -198,6 +208,22 @@ pub fn delete_secret(conn: &Connection, mount_id: i64, path: &str) -> EngineResu
     conn.prepare_cached("DELETE FROM secrets WHERE mount_id = ?1 AND path = ?2")?
         .execute(params![mount_id, path])?;
     Ok(())
+}
+
+/// Key metadata for paths after `after` (exclusive), in path order: one index range scan.
+pub fn list_metas_after(
+    conn: &Connection,
+    mount_id: i64,
+    after: &str,
+    limit: usize,
+) -> EngineResult<Vec<(String, SecretMeta)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {META_COLS} FROM secrets WHERE mount_id = ?1 AND path > ?2 ORDER BY path LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![mount_id, after, limit as i64], |r| {
+        Ok((r.get::<_, String>(9)?, meta_from_row(r)?))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 // ---- versions ----
@@ -220,6 +246,29 @@ pub fn list_versions(
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// One version's metadata.
+pub fn get_version_meta(
+    conn: &Connection,
+    mount_id: i64,
+    path: &str,
+    version: u64,
+) -> EngineResult<Option<VersionMeta>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT version, created_ns, deletion_ns, destroyed FROM versions
+             WHERE mount_id = ?1 AND path = ?2 AND version = ?3",
+        )?
+        .query_row(params![mount_id, path, version as i64], |r| {
+            Ok(VersionMeta {
+                version: r.get::<_, i64>(0)? as u64,
+                created: r.get(1)?,
+                deletion_time: r.get(2)?,
+                destroyed: r.get(3)?,
+            })
+        })
+        .optional()?)
 }
 
 /// A version's sealed data: (key id, nonce, ciphertext), `None` when destroyed or missing.

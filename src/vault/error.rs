@@ -36,7 +36,9 @@ impl From<EngineError> for VaultError {
             EngineError::CasMismatch | EngineError::CasRequired | EngineError::Invalid(_) => {
                 Self::BadRequest(e.to_string())
             }
-            EngineError::AlreadyInitialized => Self::BadRequest(e.to_string()),
+            EngineError::AlreadyInitialized | EngineError::AlreadyExists => {
+                Self::BadRequest(e.to_string())
+            }
             EngineError::Sealed => Self::Sealed,
             EngineError::PermissionDenied => Self::PermissionDenied,
             EngineError::Crypto | EngineError::Storage(_) => {

@@ -101,6 +101,8 @@ async fn config(ctx: &Ctx<'_>, mount: &Mount) -> VaultResult<Reply> {
                     .get("delete_version_after")
                     .map(|v| decode::duration(v, "delete_version_after"))
                     .transpose()?,
+                // Set through Vault: shown in Go's format by both APIs.
+                delete_version_after_text: None,
             };
             ctx.engine.set_kv_config(mount, update).await?;
             Ok(Reply::NoContent)

@@ -30,6 +30,7 @@ fn scalar_update(b: &Map<String, Value>) -> VaultResult<MetaUpdate> {
         delete_version_after: present("delete_version_after")
             .map(|v| decode::duration(v, "delete_version_after"))
             .transpose()?,
+        delete_version_after_text: None,
         custom_metadata: None,
     })
 }

@@ -2,36 +2,30 @@
 //! request, authenticates, routes by path (mount paths may contain `/`, so routing is by the mount
 //! table, not by actix patterns) and renders the reply or the error.
 
-mod auth_token;
+pub(crate) mod auth_token;
 mod decode;
 pub mod error;
-mod kv;
+pub(crate) mod kv;
 mod kv_data;
 mod kv_metadata;
 mod kv_versions;
-mod render;
+pub(crate) mod render;
 pub mod request;
 pub mod response;
 mod sys_health;
-mod sys_mounts;
+pub(crate) mod sys_mounts;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use crate::engine::{Engine, Identity, SealStatus};
 use error::{VaultError, VaultResult};
 use request::VaultRequest;
 use response::Reply;
 
-/// What every Vault handler can reach.
-pub struct AppState {
-    pub engine: Arc<Engine>,
-    pub max_request_size: usize,
-}
+pub use crate::app::AppState;
 
 /// A request being served: the engine, the parsed request and, once authenticated, the caller.
 pub struct Ctx<'a> {
@@ -44,53 +38,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/{tail:.*}", web::route().to(dispatch));
 }
 
-/// The request id for this request (set by the logging middleware; echoed in the envelope).
-fn request_id(req: &HttpRequest) -> String {
-    req.extensions()
-        .get::<crate::server::RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
-use actix_web::HttpMessage;
-
-/// Reads the body up to the configured limit; beyond it, 413 in Vault's error shape.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> VaultResult<Vec<u8>> {
-    if let Some(len) = req
-        .headers()
-        .get("Content-Length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(VaultError::TooLarge);
-        }
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| VaultError::bad(format!("error reading request body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(VaultError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let rid = request_id(&req);
+    let rid = crate::app::request_id(&req);
     let result = async {
-        let body = read_body(&req, payload, state.max_request_size).await?;
-        let vreq = request::parse(&req, &body)?;
+        let body = crate::app::read_body(&req, payload, state.max_request_size)
+            .await
+            .map_err(|e| match e {
+                crate::app::BodyError::TooLarge => VaultError::TooLarge,
+                crate::app::BodyError::Read(m) => {
+                    VaultError::bad(format!("error reading request body: {m}"))
+                }
+            })?;
+        let raw = req.uri().path();
+        let rest = raw
+            .strip_prefix("/v1/")
+            .ok_or_else(|| VaultError::NoHandler(raw.to_string()))?;
+        let vreq = request::parse(&req, rest, &body, request::PatchTypes::MergePatchOnly)?;
         drop(body);
         route(&state.engine, &vreq).await
     }

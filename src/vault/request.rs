@@ -52,21 +52,6 @@ impl VaultRequest {
     }
 }
 
-/// `X-Vault-Token` first, then the first `Authorization: Bearer …` (Vault's `getTokenFromReq`).
-fn token_of(req: &HttpRequest) -> Option<String> {
-    if let Some(t) = req
-        .headers()
-        .get("X-Vault-Token")
-        .and_then(|v| v.to_str().ok())
-    {
-        return Some(t.trim().to_string());
-    }
-    req.headers()
-        .get_all("Authorization")
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_string()))
-}
-
 fn parse_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
@@ -75,11 +60,22 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-pub fn parse(req: &HttpRequest, body: &[u8]) -> VaultResult<VaultRequest> {
-    let raw_path = req.uri().path();
-    let rest = raw_path
-        .strip_prefix("/v1/")
-        .ok_or_else(|| VaultError::NoHandler(raw_path.to_string()))?;
+/// Which content types a PATCH may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchTypes {
+    /// Vault: only `application/merge-patch+json` (anything else is 415).
+    MergePatchOnly,
+    /// OKMS's Vault-compatible API: also `application/json` (okms-sdk-go sends it).
+    MergePatchOrJson,
+}
+
+/// Parses a request whose logical path (after `/v1/`, still percent-encoded) is `rest`.
+pub fn parse(
+    req: &HttpRequest,
+    rest: &str,
+    body: &[u8],
+    patch_types: PatchTypes,
+) -> VaultResult<VaultRequest> {
     let path = percent_encoding::percent_decode_str(rest)
         .decode_utf8()
         .map_err(|_| VaultError::bad("path is not valid UTF-8"))?
@@ -121,7 +117,9 @@ pub fn parse(req: &HttpRequest, body: &[u8]) -> VaultResult<VaultRequest> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let mime = ct.split(';').next().unwrap_or("").trim();
-        if !mime.eq_ignore_ascii_case("application/merge-patch+json") {
+        let json_ok = patch_types == PatchTypes::MergePatchOrJson
+            && mime.eq_ignore_ascii_case("application/json");
+        if !json_ok && !mime.eq_ignore_ascii_case("application/merge-patch+json") {
             return Err(VaultError::UnsupportedMediaType(ct.to_string()));
         }
     }
@@ -146,7 +144,7 @@ pub fn parse(req: &HttpRequest, body: &[u8]) -> VaultResult<VaultRequest> {
         path,
         query,
         body,
-        token: token_of(req),
+        token: crate::app::token_of(req),
     })
 }
 

@@ -64,6 +64,7 @@ impl Harness {
                 .app_data(web::Data::new(AppState {
                     engine: self.engine.clone(),
                     max_request_size: self.max,
+                    okms_domains: Default::default(),
                 }))
                 .configure(configure),
         )
