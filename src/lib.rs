@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod crypto;
 pub mod engine;
+pub mod okms;
 pub mod server;
 pub mod storage;
 pub mod vault;

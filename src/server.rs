@@ -185,6 +185,7 @@ async fn serve(
                 }
             })
             .configure(vault::configure)
+            .configure(crate::okms::configure)
             .default_service(web::to(|| async {
                 HttpResponse::NotFound()
                     .insert_header(("Content-Type", "application/json"))

@@ -45,6 +45,8 @@ pub fn parse_go_duration(input: &str) -> Option<i64> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
+            // Days: HashiCorp's duration format (parseutil) takes them, and okms-cli sends "1d".
+            "d" => 86400e9,
             _ => return None,
         };
         total_nanos += number * scale;
@@ -114,6 +116,7 @@ mod tests {
         assert_eq!(parse_duration_value(&json!("1.5h")), Some(5400));
         assert_eq!(parse_duration_value(&json!("1h30m")), Some(5400));
         assert_eq!(parse_duration_value(&json!("-1s")), Some(-1));
+        assert_eq!(parse_duration_value(&json!("1d")), Some(86400));
         assert_eq!(parse_duration_value(&json!("")), Some(0));
         assert_eq!(parse_duration_value(&json!("abc")), None);
         assert_eq!(parse_duration_value(&json!("10x")), None);

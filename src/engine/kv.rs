@@ -104,7 +104,7 @@ fn mount_in(c: &Connection, id: i64) -> EngineResult<Mount> {
     rows::get_mount(c, id)?.ok_or(EngineError::NotFound)
 }
 
-fn decrypt(
+pub(super) fn decrypt(
     keyring: &Keyring,
     c: &Connection,
     mount_id: i64,
@@ -269,7 +269,7 @@ impl Engine {
                     meta: None,
                     data: Some(data),
                     cas,
-                    create_only: false,
+                    ..Default::default()
                 },
             )
             .await?;
@@ -310,17 +310,24 @@ impl Engine {
                 if req.create_only && existing.is_some() {
                     return Err(EngineError::AlreadyExists);
                 }
+                if req.update_only && existing.is_none() {
+                    return Err(EngineError::NotFound);
+                }
                 let mut meta = existing.unwrap_or_else(|| SecretMeta::new(now));
                 if let Some(update) = req.meta {
                     apply_meta_update(&mut meta, update, now);
                 }
                 let version = match &req.data {
                     Some(data) => {
-                        check_cas(
-                            req.cas,
-                            meta.current_version,
-                            mount.kv.cas_required || meta.cas_required,
-                        )?;
+                        // Check-and-set does not apply to a create (OKMS `POST /v2/secret` with
+                        // `casRequired: true` in its metadata creates version 1 without `cas`).
+                        if !req.create_only {
+                            check_cas(
+                                req.cas,
+                                meta.current_version,
+                                mount.kv.cas_required || meta.cas_required,
+                            )?;
+                        }
                         let out =
                             add_version(c, &keyring, &mount, path.as_str(), Some(meta), data, now)?;
                         meta = rows::get_meta(c, mount_id, path.as_str())?

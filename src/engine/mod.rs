@@ -18,7 +18,7 @@ use clock::Clock;
 use error::{EngineError, EngineResult};
 use model::Mount;
 
-pub use states::SecretSummary;
+pub use states::{SecretSummary, SecretView};
 pub use tokens::{Identity, Token};
 
 const KEYRING_FACT: &str = "keyring";

@@ -19,8 +19,8 @@ pub struct KvConfig {
     pub cas_required: bool,
     /// Seconds. 0 = unset; negative (stored as -1) disables delete-after for every key of the mount.
     pub delete_version_after: i64,
-    /// The duration as an OKMS client wrote it (`"1d"`), echoed back unchanged by the OKMS API;
-    /// `None` when it was set through the Vault API (which always renders Go's format).
+    /// The duration as the client wrote it (`"1d"`), echoed back unchanged by the OKMS API; the Vault
+    /// API always renders Go's format from the seconds. `None` when it was given as a number.
     pub delete_version_after_text: Option<String>,
 }
 
@@ -181,6 +181,8 @@ pub struct PutSecret {
     pub cas: Option<i64>,
     /// Fail with `AlreadyExists` when the key exists.
     pub create_only: bool,
+    /// Fail with `NotFound` when the key does not exist.
+    pub update_only: bool,
 }
 
 /// The key's metadata after a `PutSecret`, and the version it wrote, if any.

@@ -18,6 +18,14 @@ pub struct SecretSummary {
     pub current: Option<VersionMeta>,
 }
 
+/// A key's metadata, one of its versions, and that version's data when it was asked for.
+#[derive(Debug)]
+pub struct SecretView {
+    pub meta: SecretMeta,
+    pub version: VersionMeta,
+    pub data: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 impl Engine {
     /// Moves a version to `target`. A destroyed version is terminal: any other target is refused.
     /// Returns the version as it is afterwards.
@@ -92,6 +100,35 @@ impl Engine {
                 });
             }
             Ok(out)
+        })
+    }
+
+    /// A key's metadata with one version (`None` = current) and, when asked and the version is
+    /// active, its data. A missing key or version is `NotFound`.
+    pub fn read_secret_view(
+        &self,
+        mount: &Mount,
+        path: &SecretPath,
+        version: Option<u64>,
+        include_data: bool,
+    ) -> EngineResult<SecretView> {
+        let keyring = self.keyring()?;
+        let now = self.clock.now();
+        self.store.read(|c| {
+            let meta = rows::get_meta(c, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
+            let n = version.unwrap_or(meta.current_version);
+            let v = rows::get_version_meta(c, mount.id, path.as_str(), n)?
+                .ok_or(EngineError::NotFound)?;
+            let data = if include_data && v.state(now) == VersionState::Active {
+                Some(super::kv::decrypt(&keyring, c, mount.id, path.as_str(), n)?)
+            } else {
+                None
+            };
+            Ok(SecretView {
+                meta,
+                version: v,
+                data,
+            })
         })
     }
 

@@ -56,6 +56,18 @@ pub fn duration(v: &Value, name: &str) -> VaultResult<i64> {
         .ok_or_else(|| VaultError::bad(format!("error parsing {name}: invalid duration {v}")))
 }
 
+/// A duration field as the engine keeps it: seconds, and the text when the client sent a string
+/// (the OKMS API echoes that text unchanged: okms-cli writes `"1d"` through the Vault-compatible
+/// config endpoint and expects `"1d"` back from `/v2/secretConfig`).
+pub fn duration_with_text(v: &Value, name: &str) -> VaultResult<(i64, Option<String>)> {
+    let secs = duration(v, name)?;
+    let text = match v {
+        Value::String(s) if secs >= 0 && !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    };
+    Ok((secs, text))
+}
+
 /// `TypeString` (weakly: numbers and bools become strings; null is empty).
 pub fn string(v: &Value, name: &str) -> VaultResult<String> {
     match v {

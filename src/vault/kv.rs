@@ -88,6 +88,10 @@ async fn config(ctx: &Ctx<'_>, mount: &Mount) -> VaultResult<Reply> {
         }
         Op::Update => {
             let b = &ctx.req.body;
+            let dva = b
+                .get("delete_version_after")
+                .map(|v| decode::duration_with_text(v, "delete_version_after"))
+                .transpose()?;
             let update = KvConfigUpdate {
                 max_versions: b
                     .get("max_versions")
@@ -97,12 +101,8 @@ async fn config(ctx: &Ctx<'_>, mount: &Mount) -> VaultResult<Reply> {
                     .get("cas_required")
                     .map(|v| decode::bool_(v, "cas_required"))
                     .transpose()?,
-                delete_version_after: b
-                    .get("delete_version_after")
-                    .map(|v| decode::duration(v, "delete_version_after"))
-                    .transpose()?,
-                // Set through Vault: shown in Go's format by both APIs.
-                delete_version_after_text: None,
+                delete_version_after: dva.as_ref().map(|d| d.0),
+                delete_version_after_text: dva.and_then(|d| d.1),
             };
             ctx.engine.set_kv_config(mount, update).await?;
             Ok(Reply::NoContent)

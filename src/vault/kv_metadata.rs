@@ -20,6 +20,9 @@ fn secret_path(p: &str) -> VaultResult<SecretPath> {
 /// The scalar metadata fields present in a body.
 fn scalar_update(b: &Map<String, Value>) -> VaultResult<MetaUpdate> {
     let present = |k: &str| b.get(k).filter(|v| !v.is_null());
+    let dva = present("delete_version_after")
+        .map(|v| decode::duration_with_text(v, "delete_version_after"))
+        .transpose()?;
     Ok(MetaUpdate {
         max_versions: present("max_versions")
             .map(|v| decode::uint32(v, "max_versions"))
@@ -27,10 +30,8 @@ fn scalar_update(b: &Map<String, Value>) -> VaultResult<MetaUpdate> {
         cas_required: present("cas_required")
             .map(|v| decode::bool_(v, "cas_required"))
             .transpose()?,
-        delete_version_after: present("delete_version_after")
-            .map(|v| decode::duration(v, "delete_version_after"))
-            .transpose()?,
-        delete_version_after_text: None,
+        delete_version_after: dva.as_ref().map(|d| d.0),
+        delete_version_after_text: dva.and_then(|d| d.1),
         custom_metadata: None,
     })
 }

@@ -17,7 +17,6 @@ pub(crate) mod sys_mounts;
 #[cfg(test)]
 mod tests;
 
-
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::engine::{Engine, Identity, SealStatus};

@@ -99,7 +99,10 @@ impl Reply {
                 }
                 json_response(StatusCode::OK, Value::Object(top).to_string())
             }
-            Reply::NoContent => HttpResponse::NoContent().finish(),
+            // Vault sends its JSON content type on 204s too.
+            Reply::NoContent => HttpResponse::NoContent()
+                .insert_header(("Content-Type", "application/json"))
+                .finish(),
             Reply::RawJson(status, v) => json_response(status, v.to_string()),
             Reply::RawEnvelope(status, d, w) => {
                 json_response(status, envelope(&d, w.as_deref(), None, ""))

@@ -1,0 +1,121 @@
+//! The OVHcloud OKMS Secret Manager API under `/api/{okmsId}/`: the REST v2 Secret API and its
+//! Vault-compatible v1 API, both over the same engine as the Vault API. An OKMS domain is one kv-v2
+//! mount, so a secret written through either API is the same object in the other.
+
+mod body;
+pub mod error;
+mod pagination;
+mod path;
+mod render;
+mod secret_config;
+mod secrets;
+mod v1;
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::app::{self, AppState, BodyError};
+use crate::engine::model::Mount;
+use crate::engine::{Engine, SealStatus};
+use error::{OkmsError, OkmsResult};
+
+/// A request being served on one domain.
+pub struct OkmsCtx<'a> {
+    pub engine: &'a Engine,
+    pub mount: Mount,
+    pub okms_id: uuid::Uuid,
+    pub http: &'a HttpRequest,
+    pub body: &'a [u8],
+    pub query: BTreeMap<String, String>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/{tail:.*}", web::route().to(dispatch));
+}
+
+async fn dispatch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let rid = app::request_id(&req);
+    match serve(&req, payload, &state, &rid).await {
+        Ok(r) => r,
+        Err(e) => e.render(&rid),
+    }
+}
+
+async fn serve(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    rid: &str,
+) -> OkmsResult<HttpResponse> {
+    let raw = req.uri().path();
+    let rest = raw
+        .strip_prefix("/api/")
+        .ok_or_else(|| OkmsError::NoRoute(raw.to_string()))?;
+    let (id, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let unknown = || OkmsError::NotFound(format!("unknown OKMS domain {id:?}"));
+    let okms_id = uuid::Uuid::parse_str(id).map_err(|_| unknown())?;
+    let mount_path = state.okms_domains.get(&okms_id).ok_or_else(unknown)?;
+
+    let engine = state.engine.as_ref();
+    if engine.seal_status() != SealStatus::Unsealed {
+        return Err(OkmsError::Sealed);
+    }
+    match app::token_of(req) {
+        Some(t) if !t.is_empty() => {
+            engine
+                .authenticate(&t)
+                .map_err(|_| OkmsError::Unauthorized)?;
+        }
+        _ => return Err(OkmsError::Unauthorized),
+    }
+    let mount = engine.mount_by_path(mount_path).ok_or_else(|| {
+        OkmsError::NotFound(format!(
+            "OKMS domain {okms_id} is backed by the mount {:?}, which does not exist; enable it as kv-v2",
+            mount_path.as_str()
+        ))
+    })?;
+    if mount.kv_version != 2 {
+        return Err(OkmsError::bad(format!(
+            "the mount {:?} backing this domain is KV version 1; upgrade it to version 2",
+            mount.path.as_str()
+        )));
+    }
+    let body = app::read_body(req, payload, state.max_request_size)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => OkmsError::TooLarge,
+            BodyError::Read(m) => OkmsError::bad(format!("error reading the request body: {m}")),
+        })?;
+    let query: BTreeMap<String, String> = match req.uri().query() {
+        Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .map_err(|e| OkmsError::bad(format!("invalid query string: {e}")))?
+            .into_iter()
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let ctx = OkmsCtx {
+        engine,
+        mount,
+        okms_id,
+        http: req,
+        body: &body,
+        query,
+    };
+    if rest == "v2/secretConfig" || rest == "v2/secretConfig/" {
+        return secret_config::route(&ctx).await;
+    }
+    if let Some(r) = rest.strip_prefix("v2/secret") {
+        if r.is_empty() || r.starts_with('/') {
+            return secrets::route(&ctx, r).await;
+        }
+    }
+    if let Some(r) = rest.strip_prefix("v1/") {
+        return v1::route(&ctx, r, rid).await;
+    }
+    Err(OkmsError::NoRoute(raw.to_string()))
+}
