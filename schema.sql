@@ -62,18 +62,37 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (mount_id, path, version)
 ) WITHOUT ROWID;
 
--- Tokens, stored only as a keyed hash (HMAC-SHA256 under the keyring's token key).
+-- Tokens, stored only as a keyed hash (HMAC-SHA256 under the keyring's token key); never in plaintext.
+-- parent_hash links a child to its parent: revoking a token revokes its whole subtree.
 CREATE TABLE IF NOT EXISTS tokens (
-    hash          BLOB    PRIMARY KEY,
-    accessor      TEXT    NOT NULL UNIQUE,
-    policies      TEXT    NOT NULL,
-    path          TEXT    NOT NULL,
-    display_name  TEXT    NOT NULL,
-    meta          TEXT,
-    creation_ns   INTEGER NOT NULL,
-    ttl           INTEGER NOT NULL DEFAULT 0,
-    expire_ns     INTEGER,
-    num_uses      INTEGER NOT NULL DEFAULT 0,
-    orphan        INTEGER NOT NULL DEFAULT 1,
-    parent_hash   BLOB
+    hash             BLOB    PRIMARY KEY,
+    accessor         TEXT    NOT NULL UNIQUE,
+    parent_hash      BLOB,
+    policies         TEXT    NOT NULL,
+    path             TEXT    NOT NULL,
+    display_name     TEXT    NOT NULL,
+    meta             TEXT,
+    creation_ns      INTEGER NOT NULL,
+    creation_ttl     INTEGER NOT NULL DEFAULT 0,
+    expire_ns        INTEGER,
+    explicit_max_ttl INTEGER NOT NULL DEFAULT 0,
+    period           INTEGER NOT NULL DEFAULT 0,
+    renewable        INTEGER NOT NULL DEFAULT 0,
+    num_uses         INTEGER NOT NULL DEFAULT 0,
+    orphan           INTEGER NOT NULL DEFAULT 1,
+    role             TEXT,
+    last_renewal_ns  INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tokens_by_parent ON tokens (parent_hash);
+
+-- ACL policies (HCL text as written, parsed at load).
+CREATE TABLE IF NOT EXISTS policies (
+    name TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Token roles (auth/token/roles/<name>), their settings as JSON.
+CREATE TABLE IF NOT EXISTS token_roles (
+    name   TEXT PRIMARY KEY,
+    config TEXT NOT NULL
 ) WITHOUT ROWID;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod okms;
+pub mod policy;
 pub mod server;
 pub mod storage;
 pub mod vault;

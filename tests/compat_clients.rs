@@ -28,5 +28,8 @@ fn hvac_and_bao_cli_against_the_real_binary() {
         out.status.code()
     );
     // pytest exits 0 only when tests ran; make sure they did.
-    assert!(stdout.contains(" passed"), "pytest reported no passed tests");
+    assert!(
+        stdout.contains(" passed"),
+        "pytest reported no passed tests"
+    );
 }

@@ -8,7 +8,7 @@ pub mod model;
 mod mounts;
 pub mod path;
 mod states;
-mod tokens;
+pub mod tokens;
 
 use std::sync::{Arc, RwLock};
 
@@ -126,7 +126,7 @@ impl Engine {
         self.store
             .write(move |c| {
                 rows::put_fact(c, KEYRING_FACT, &sealed)?;
-                rows::insert_token(c, &row)?;
+                crate::storage::token_rows::insert_token(c, &row)?;
                 rows::insert_mount(c, &secret_mount)?;
                 Ok(())
             })

@@ -1,17 +1,22 @@
-//! Tokens and the identity they carry. Tokens are stored only as a keyed hash (HMAC-SHA256 under the
-//! keyring's token key); the lookup is by hash and the final comparison is constant-time.
+//! Tokens: creation (with parents, roles, TTLs, use counts), lookup, renewal, revocation, and the
+//! identity a token carries. Tokens are stored only as a keyed hash (HMAC-SHA256 under the keyring's
+//! token key); lookups go by that hash and the final comparison is constant-time.
 
 use std::collections::BTreeMap;
 
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::clock::Nanos;
+use super::clock::{Nanos, NANOS_PER_SEC};
 use super::error::{EngineError, EngineResult};
 use super::Engine;
 use crate::crypto::Keyring;
-use crate::storage::rows::{self, TokenRow};
+use crate::storage::token_rows::{self as rows, Named, TokenRow};
+
+/// Vault's system-wide default and maximum TTL (768h), in seconds.
+pub const SYSTEM_MAX_TTL: i64 = 768 * 3600;
 
 /// A token as a client holds it. Its `Debug` is redacted and its memory wiped on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -51,82 +56,460 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// Who is calling, once their token has been checked.
+/// Who is calling, once their token has been checked: the token and its stored entry.
 #[derive(Clone, Debug)]
 pub struct Identity {
     pub token: Token,
-    pub accessor: String,
-    pub policies: Vec<String>,
-    pub path: String,
-    pub display_name: String,
-    pub meta: Option<BTreeMap<String, String>>,
-    pub creation: Nanos,
-    pub ttl: i64,
-    pub expire: Option<Nanos>,
-    pub num_uses: i64,
-    pub orphan: bool,
+    pub entry: TokenRow,
 }
 
 impl Identity {
     pub fn is_root(&self) -> bool {
-        self.policies.iter().any(|p| p == "root")
+        self.entry.policies.iter().any(|p| p == "root")
     }
 }
 
-fn accessor() -> String {
+/// A token role (`auth/token/roles/<name>`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TokenRole {
+    pub allowed_policies: Vec<String>,
+    pub disallowed_policies: Vec<String>,
+    pub orphan: bool,
+    pub renewable: bool,
+    /// Seconds; 0 = not periodic.
+    pub token_period: i64,
+    /// Seconds; 0 = none.
+    pub token_explicit_max_ttl: i64,
+    pub token_type: String,
+}
+
+/// What `auth/token/create` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct TokenRequest {
+    pub policies: Option<Vec<String>>,
+    pub ttl: Option<i64>,
+    pub explicit_max_ttl: Option<i64>,
+    pub period: Option<i64>,
+    pub renewable: Option<bool>,
+    pub num_uses: i64,
+    pub display_name: Option<String>,
+    pub meta: Option<BTreeMap<String, String>>,
+    pub no_default_policy: bool,
+    /// Create without a parent (`no_parent`, `create-orphan`, or a role with `orphan`).
+    pub orphan: bool,
+    pub role: Option<String>,
+}
+
+fn random_accessor() -> String {
     let mut b = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+fn secs(n: i64) -> i64 {
+    n.saturating_mul(NANOS_PER_SEC)
+}
+
+/// Vault's display names: `token`, or `token-<name>` with anything but letters, digits and `-`
+/// replaced by `-`.
+fn display_name(given: Option<&str>) -> String {
+    match given.map(str::trim).filter(|s| !s.is_empty()) {
+        None => "token".into(),
+        Some(n) => {
+            let clean: String = n
+                .to_lowercase()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            format!("token-{clean}")
+        }
+    }
+}
+
+/// Sorted, deduplicated, lower-cased policy names (Vault keeps policies sorted).
+fn normalize(policies: &[String]) -> Vec<String> {
+    let mut p: Vec<String> = policies
+        .iter()
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    p.sort();
+    p.dedup();
+    p
+}
+
 pub(super) fn root_token_row(keyring: &Keyring, token: &Token, now: Nanos) -> TokenRow {
     TokenRow {
         hash: keyring.token_hash(token.expose()),
-        accessor: accessor(),
+        accessor: random_accessor(),
+        parent: None,
         policies: vec!["root".into()],
         path: "auth/token/root".into(),
         display_name: "root".into(),
         meta: None,
         creation: now,
-        ttl: 0,
+        creation_ttl: 0,
         expire: None,
+        explicit_max_ttl: 0,
+        period: 0,
+        renewable: false,
         num_uses: 0,
         orphan: true,
+        role: None,
+        last_renewal: None,
     }
 }
 
+/// How a token is named in a lookup, revoke or renew.
+pub enum TokenRef<'a> {
+    Token(&'a str),
+    Accessor(&'a str),
+}
+
 impl Engine {
-    /// Checks a token and returns its identity. Unknown or expired tokens are `PermissionDenied`.
-    pub fn authenticate(&self, token: &str) -> EngineResult<Identity> {
+    fn find_token(&self, r: &TokenRef<'_>) -> EngineResult<TokenRow> {
         let keyring = self.keyring()?;
+        let now = self.clock.now();
+        let row = match r {
+            TokenRef::Token(t) => {
+                let hash = keyring.token_hash(t);
+                let row = self
+                    .store
+                    .read(|c| rows::get_token(c, &hash))?
+                    .ok_or(EngineError::PermissionDenied)?;
+                // Found by its hash; compare in constant time all the same.
+                if !bool::from(row.hash.ct_eq(&hash)) {
+                    return Err(EngineError::PermissionDenied);
+                }
+                row
+            }
+            TokenRef::Accessor(a) => self
+                .store
+                .read(|c| rows::get_token_by_accessor(c, a))?
+                .ok_or(EngineError::PermissionDenied)?,
+        };
+        self.check_alive(&row, now)?;
+        Ok(row)
+    }
+
+    /// A token is alive when it has not expired and neither has any ancestor. Expiry needs no sweep:
+    /// it is checked here, at every use.
+    fn check_alive(&self, row: &TokenRow, now: Nanos) -> EngineResult<()> {
+        if row.expire.is_some_and(|e| e <= now) {
+            return Err(EngineError::PermissionDenied);
+        }
+        let mut parent = row.parent.clone();
+        let mut depth = 0;
+        while let Some(p) = parent {
+            depth += 1;
+            if depth > 64 {
+                return Err(EngineError::PermissionDenied);
+            }
+            let prow = self
+                .store
+                .read(|c| rows::get_token(c, &p))?
+                .ok_or(EngineError::PermissionDenied)?;
+            if prow.expire.is_some_and(|e| e <= now) {
+                return Err(EngineError::PermissionDenied);
+            }
+            parent = prow.parent;
+        }
+        Ok(())
+    }
+
+    /// Checks a token and returns its identity. Unknown, expired or revoked tokens (or children of
+    /// expired ones) are `PermissionDenied`. A token with a use limit spends one use, atomically; the
+    /// last use revokes it.
+    pub async fn authenticate(&self, token: &str) -> EngineResult<Identity> {
         if token.is_empty() {
             return Err(EngineError::PermissionDenied);
         }
-        let hash = keyring.token_hash(token);
-        let row = self
-            .store
-            .read(|c| rows::get_token(c, &hash))?
-            .ok_or(EngineError::PermissionDenied)?;
-        // The row was found by its hash; compare in constant time all the same, so no timing of the
-        // comparison depends on how much of the hash matched.
-        if !bool::from(row.hash.ct_eq(&hash)) {
-            return Err(EngineError::PermissionDenied);
-        }
-        if row.expire.is_some_and(|e| e <= self.clock.now()) {
-            return Err(EngineError::PermissionDenied);
+        let mut entry = self.find_token(&TokenRef::Token(token))?;
+        if entry.num_uses > 0 {
+            let hash = entry.hash.clone();
+            entry.num_uses = self
+                .store
+                .write(move |c| {
+                    let row = rows::get_token(c, &hash)?.ok_or(EngineError::PermissionDenied)?;
+                    match row.num_uses {
+                        0 => Ok(0),
+                        1 => {
+                            rows::delete_token_tree(c, &hash)?;
+                            Ok(0)
+                        }
+                        n => {
+                            rows::set_num_uses(c, &hash, n - 1)?;
+                            Ok(n - 1)
+                        }
+                    }
+                })
+                .await?;
         }
         Ok(Identity {
             token: Token::new(token.to_string()),
-            accessor: row.accessor,
-            policies: row.policies,
-            path: row.path,
-            display_name: row.display_name,
-            meta: row.meta,
-            creation: row.creation,
-            ttl: row.ttl,
-            expire: row.expire,
-            num_uses: row.num_uses,
-            orphan: row.orphan,
+            entry,
         })
+    }
+
+    /// Looks a token up (without spending a use).
+    pub fn lookup_token(&self, r: TokenRef<'_>) -> EngineResult<TokenRow> {
+        self.find_token(&r)
+    }
+
+    /// Creates a token as a child of `parent` (or an orphan). Non-root parents can only hand out
+    /// policies they hold; a child never outlives a parent that expires.
+    pub async fn create_token(
+        &self,
+        parent: &Identity,
+        req: TokenRequest,
+    ) -> EngineResult<(Token, TokenRow)> {
+        let keyring = self.keyring()?;
+        let now = self.clock.now();
+        let role = match &req.role {
+            Some(name) => Some(
+                self.token_role(name)?
+                    .ok_or_else(|| EngineError::invalid(format!("unknown role {name}")))?,
+            ),
+            None => None,
+        };
+        let parent_is_root = parent.is_root();
+        let mut policies = match &req.policies {
+            Some(p) => normalize(p),
+            None => match &role {
+                Some(r) if !r.allowed_policies.is_empty() => normalize(&r.allowed_policies),
+                _ => normalize(&parent.entry.policies),
+            },
+        };
+        if let Some(r) = &role {
+            let allowed = normalize(&r.allowed_policies);
+            if !allowed.is_empty() {
+                if let Some(p) = policies
+                    .iter()
+                    .find(|p| *p != "default" && !allowed.contains(p))
+                {
+                    return Err(EngineError::invalid(format!(
+                        "token policies ({p}) must be subset of the role's allowed policies"
+                    )));
+                }
+            }
+            let disallowed = normalize(&r.disallowed_policies);
+            if let Some(p) = policies.iter().find(|p| disallowed.contains(p)) {
+                return Err(EngineError::invalid(format!(
+                    "token policy ({p}) is disallowed by this role"
+                )));
+            }
+        } else if !parent_is_root {
+            if let Some(p) = policies
+                .iter()
+                .find(|p| *p != "default" && !parent.entry.policies.contains(p))
+            {
+                return Err(EngineError::invalid(format!(
+                    "child policies must be subset of parent: {p} is not"
+                )));
+            }
+        }
+        let is_root_token = policies.iter().any(|p| p == "root");
+        if is_root_token && !parent_is_root {
+            return Err(EngineError::invalid(
+                "root tokens may only be created by a root token",
+            ));
+        }
+        if !req.no_default_policy && !is_root_token && !policies.iter().any(|p| p == "default") {
+            policies.push("default".into());
+            policies.sort();
+        }
+        let orphan = req.orphan || role.as_ref().is_some_and(|r| r.orphan);
+        let period = role
+            .as_ref()
+            .map(|r| r.token_period)
+            .filter(|p| *p > 0)
+            .or(req.period)
+            .unwrap_or(0)
+            .max(0);
+        let explicit_max = match (
+            req.explicit_max_ttl.unwrap_or(0).max(0),
+            role.as_ref().map_or(0, |r| r.token_explicit_max_ttl),
+        ) {
+            (0, r) => r,
+            (q, 0) => q,
+            (q, r) => q.min(r),
+        };
+        let renewable = req.renewable.unwrap_or(true) && role.as_ref().is_none_or(|r| r.renewable);
+        // TTL: a periodic token lives one period; otherwise the requested TTL or the system default.
+        // Only a root token created by root may have no expiry at all.
+        let mut ttl = if period > 0 {
+            period
+        } else {
+            match req.ttl.unwrap_or(0) {
+                t if t > 0 => t,
+                _ if is_root_token && explicit_max == 0 => 0,
+                _ => SYSTEM_MAX_TTL,
+            }
+        };
+        if explicit_max > 0 && (ttl == 0 || ttl > explicit_max) {
+            ttl = explicit_max;
+        }
+        if ttl > SYSTEM_MAX_TTL {
+            ttl = SYSTEM_MAX_TTL;
+        }
+        let mut expire = (ttl > 0).then(|| now + secs(ttl));
+        if !orphan {
+            if let Some(pe) = parent.entry.expire {
+                if expire.is_none_or(|e| e > pe) {
+                    expire = Some(pe);
+                    ttl = ((pe - now) / NANOS_PER_SEC).max(0);
+                }
+            }
+        }
+        let path = match (&req.role, req.orphan) {
+            (Some(r), _) => format!("auth/token/create/{r}"),
+            (None, true) => "auth/token/create-orphan".into(),
+            (None, false) => "auth/token/create".into(),
+        };
+        let token = Token::generate();
+        let row = TokenRow {
+            hash: keyring.token_hash(token.expose()),
+            accessor: random_accessor(),
+            parent: (!orphan).then(|| parent.entry.hash.clone()),
+            policies,
+            path,
+            display_name: display_name(req.display_name.as_deref()),
+            meta: req.meta.filter(|m| !m.is_empty()),
+            creation: now,
+            creation_ttl: ttl,
+            expire,
+            explicit_max_ttl: explicit_max,
+            period,
+            renewable: renewable && ttl > 0,
+            num_uses: req.num_uses.max(0),
+            orphan,
+            role: req.role.clone(),
+            last_renewal: None,
+        };
+        let stored = row.clone();
+        self.store
+            .write(move |c| rows::insert_token(c, &stored))
+            .await?;
+        Ok((token, row))
+    }
+
+    /// Renews a token: a periodic token gets a new period; others `increment` seconds (default: the
+    /// original TTL), never beyond the explicit maximum or the system maximum from creation.
+    pub async fn renew_token(
+        &self,
+        r: TokenRef<'_>,
+        increment: Option<i64>,
+    ) -> EngineResult<TokenRow> {
+        let row = self.find_token(&r)?;
+        if !row.renewable || row.expire.is_none() {
+            return Err(EngineError::invalid("token is not renewable"));
+        }
+        let now = self.clock.now();
+        let mut ttl = if row.period > 0 {
+            row.period
+        } else {
+            increment.filter(|i| *i > 0).unwrap_or(row.creation_ttl)
+        };
+        let mut limit = row.creation + secs(SYSTEM_MAX_TTL);
+        if row.explicit_max_ttl > 0 {
+            limit = limit.min(row.creation + secs(row.explicit_max_ttl));
+        }
+        let mut expire = now + secs(ttl);
+        if expire > limit {
+            expire = limit;
+            ttl = ((limit - now) / NANOS_PER_SEC).max(0);
+        }
+        let _ = ttl;
+        let hash = row.hash.clone();
+        self.store
+            .write(move |c| rows::set_expiry(c, &hash, Some(expire), now))
+            .await?;
+        self.find_token(&r)
+    }
+
+    /// Revokes a token and, unless `keep_children`, every token descended from it.
+    pub async fn revoke_token(&self, r: TokenRef<'_>, keep_children: bool) -> EngineResult<()> {
+        let row = match self.find_token(&r) {
+            Ok(row) => row,
+            // Revoking a token that is already gone (or expired) is not an error in Vault.
+            Err(EngineError::PermissionDenied) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let hash = row.hash;
+        self.store
+            .write(move |c| {
+                if keep_children {
+                    rows::delete_token_keep_children(c, &hash)
+                } else {
+                    rows::delete_token_tree(c, &hash)
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub fn token_accessors(&self) -> EngineResult<Vec<String>> {
+        self.keyring()?;
+        self.store.read(rows::list_accessors)
+    }
+
+    pub fn token_role(&self, name: &str) -> EngineResult<Option<TokenRole>> {
+        let text = self
+            .store
+            .read(|c| rows::get_named(c, Named::TokenRoles, name))?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    pub async fn put_token_role(&self, name: &str, role: &TokenRole) -> EngineResult<()> {
+        self.keyring()?;
+        let (name, text) = (
+            name.to_string(),
+            serde_json::to_string(role).map_err(|e| EngineError::Storage(e.to_string()))?,
+        );
+        self.store
+            .write(move |c| rows::put_named(c, Named::TokenRoles, &name, &text))
+            .await
+    }
+
+    pub async fn delete_token_role(&self, name: &str) -> EngineResult<()> {
+        self.keyring()?;
+        let name = name.to_string();
+        self.store
+            .write(move |c| rows::delete_named(c, Named::TokenRoles, &name))
+            .await
+    }
+
+    pub fn token_role_names(&self) -> EngineResult<Vec<String>> {
+        self.keyring()?;
+        Ok(self
+            .store
+            .read(|c| rows::list_named(c, Named::TokenRoles))?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(display_name(None), "token");
+        assert_eq!(display_name(Some("My App!")), "token-my-app-");
+        assert_eq!(
+            normalize(&["b".into(), "A".into(), "b".into(), " ".into()]),
+            ["a", "b"]
+        );
+        let t = Token::generate();
+        assert!(t.expose().starts_with("kvs.") && t.expose().len() == 36);
+        assert_eq!(format!("{t:?}"), "Token(<redacted>)");
     }
 }

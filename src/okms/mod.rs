@@ -67,9 +67,14 @@ async fn serve(
     }
     match app::token_of(req) {
         Some(t) if !t.is_empty() => {
-            engine
+            let id = engine
                 .authenticate(&t)
+                .await
                 .map_err(|_| OkmsError::Unauthorized)?;
+            // Fail closed until ACL policies govern the OKMS routes.
+            if !id.is_root() {
+                return Err(OkmsError::Forbidden);
+            }
         }
         _ => return Err(OkmsError::Unauthorized),
     }

@@ -9,6 +9,7 @@
 
 pub mod rows;
 mod schema;
+pub mod token_rows;
 mod writer;
 
 use std::fs::OpenOptions;

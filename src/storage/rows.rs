@@ -1,8 +1,6 @@
 //! SQL for each table. Plain functions over a connection: the engine calls them inside a write job or
 //! a read snapshot. Every statement is cached (`prepare_cached`).
 
-use std::collections::BTreeMap;
-
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::engine::clock::Nanos;
@@ -440,73 +438,4 @@ pub fn folder_has_keys(conn: &Connection, mount_id: i64, folder: &str) -> Engine
         .query_row(params![mount_id, folder, prefix_end(folder)], |_| Ok(()))
         .optional()?
         .is_some())
-}
-
-// ---- tokens ----
-
-/// A stored token (never the token itself: `hash` is its keyed hash).
-#[derive(Clone, Debug)]
-pub struct TokenRow {
-    pub hash: Vec<u8>,
-    pub accessor: String,
-    pub policies: Vec<String>,
-    pub path: String,
-    pub display_name: String,
-    pub meta: Option<BTreeMap<String, String>>,
-    pub creation: Nanos,
-    pub ttl: i64,
-    pub expire: Option<Nanos>,
-    pub num_uses: i64,
-    pub orphan: bool,
-}
-
-pub fn insert_token(conn: &Connection, t: &TokenRow) -> EngineResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO tokens (hash, accessor, policies, path, display_name, meta, creation_ns, ttl,
-            expire_ns, num_uses, orphan)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        t.hash,
-        t.accessor,
-        serde_json::to_string(&t.policies).unwrap_or_else(|_| "[]".into()),
-        t.path,
-        t.display_name,
-        t.meta
-            .as_ref()
-            .map(|m| serde_json::to_string(m).unwrap_or_default()),
-        t.creation,
-        t.ttl,
-        t.expire,
-        t.num_uses,
-        t.orphan,
-    ])?;
-    Ok(())
-}
-
-pub fn get_token(conn: &Connection, hash: &[u8]) -> EngineResult<Option<TokenRow>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT hash, accessor, policies, path, display_name, meta, creation_ns, ttl, expire_ns,
-                    num_uses, orphan
-             FROM tokens WHERE hash = ?1",
-        )?
-        .query_row([hash], |r| {
-            let policies: String = r.get(2)?;
-            let meta: Option<String> = r.get(5)?;
-            Ok(TokenRow {
-                hash: r.get(0)?,
-                accessor: r.get(1)?,
-                policies: serde_json::from_str(&policies).unwrap_or_default(),
-                path: r.get(3)?,
-                display_name: r.get(4)?,
-                meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
-                creation: r.get(6)?,
-                ttl: r.get(7)?,
-                expire: r.get(8)?,
-                num_uses: r.get(9)?,
-                orphan: r.get(10)?,
-            })
-        })
-        .optional()?)
 }

@@ -26,6 +26,14 @@ use response::Reply;
 
 pub use crate::app::AppState;
 
+impl Ctx<'_> {
+    /// Whether the caller holds `sudo` on `path` (root always does). Policies come with the ACL work;
+    /// until then only root tokens exist.
+    pub fn has_sudo(&self, _path: &str) -> bool {
+        self.identity.as_ref().is_some_and(|i| i.is_root())
+    }
+}
+
 /// A request being served: the engine, the parsed request and, once authenticated, the caller.
 pub struct Ctx<'a> {
     pub engine: &'a Engine,
@@ -84,9 +92,19 @@ async fn route(engine: &Engine, req: &VaultRequest) -> VaultResult<(Reply, &'sta
         return Err(VaultError::Sealed);
     }
     let identity = match req.token.as_deref() {
-        Some(t) if !t.is_empty() => engine.authenticate(t)?,
+        Some(t) if !t.is_empty() => engine.authenticate(t).await?,
         _ => return Err(VaultError::PermissionDenied),
     };
+    // Fail closed until ACL policies are enforced: a non-root token may only look at, renew or
+    // revoke itself.
+    if !identity.is_root()
+        && !matches!(
+            path,
+            "auth/token/lookup-self" | "auth/token/renew-self" | "auth/token/revoke-self"
+        )
+    {
+        return Err(VaultError::PermissionDenied);
+    }
     let ctx = Ctx {
         engine,
         req,
@@ -96,7 +114,7 @@ async fn route(engine: &Engine, req: &VaultRequest) -> VaultResult<(Reply, &'sta
         return Ok((sys_mounts::route(&ctx, rest).await?, "system"));
     }
     if let Some(rest) = path.strip_prefix("auth/token/") {
-        return Ok((auth_token::route(&ctx, rest)?, "token"));
+        return Ok((auth_token::route(&ctx, rest).await?, "token"));
     }
     match engine.resolve(path) {
         Some((mount, rest)) => Ok((kv::route(&ctx, &mount, rest).await?, "kv")),
