@@ -10,3 +10,6 @@ pub mod policy;
 pub mod server;
 pub mod storage;
 pub mod vault;
+
+#[cfg(test)]
+mod testutil;

@@ -106,6 +106,13 @@ pub fn run(mode: Mode) -> Result<(), String> {
         Arc::new(Engine::open(store, root_key, Clock::default()).map_err(|e| e.to_string())?);
 
     let result = actix_web::rt::System::new().block_on(async {
+        if engine.seal_status() == crate::engine::SealStatus::Unsealed {
+            // Stores initialised before policies existed get the built-in `default` policy.
+            engine
+                .ensure_default_policy()
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         if let Mode::Dev {
             root_token,
             okms_id,

@@ -7,6 +7,7 @@ mod kv;
 pub mod model;
 mod mounts;
 pub mod path;
+mod policies;
 mod states;
 pub mod tokens;
 
@@ -40,6 +41,7 @@ pub struct Engine {
     keyring: RwLock<Option<Arc<Keyring>>>,
     initialized: RwLock<bool>,
     mounts: RwLock<Arc<Vec<Mount>>>,
+    policies: RwLock<policies::PolicyCache>,
     init_lock: tokio::sync::Mutex<()>,
 }
 
@@ -61,6 +63,7 @@ impl Engine {
             },
         };
         let mounts = store.read(rows::load_mounts)?;
+        let policy_cache = policies::load_cache(&store)?;
         Ok(Self {
             store,
             clock,
@@ -68,6 +71,7 @@ impl Engine {
             keyring: RwLock::new(keyring),
             initialized: RwLock::new(initialized),
             mounts: RwLock::new(Arc::new(mounts)),
+            policies: RwLock::new(policy_cache),
             init_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -133,6 +137,7 @@ impl Engine {
             .await?;
         *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = Some(keyring);
         *self.initialized.write().unwrap_or_else(|p| p.into_inner()) = true;
+        self.ensure_default_policy().await?;
         self.reload_mounts()?;
         Ok(token)
     }

@@ -18,11 +18,28 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::app::{self, AppState, BodyError};
 use crate::engine::model::Mount;
 use crate::engine::{Engine, SealStatus};
+use crate::policy::{Acl, Capabilities};
 use error::{OkmsError, OkmsResult};
+
+impl OkmsCtx<'_> {
+    /// Requires `cap` on `<mount>/<sub>` (e.g. `sub` = `data/prod/db`); 403 with the OKMS error body
+    /// otherwise.
+    pub fn allow(&self, sub: &str, cap: Capabilities) -> OkmsResult<()> {
+        let path = format!("{}{sub}", self.mount.path.as_str());
+        if self.acl.allows(&path, cap) {
+            Ok(())
+        } else {
+            Err(OkmsError::Forbidden)
+        }
+    }
+}
 
 /// A request being served on one domain.
 pub struct OkmsCtx<'a> {
     pub engine: &'a Engine,
+    /// The caller's ACL: the OKMS API is governed by the same policies as the Vault API, each
+    /// operation checked on the Vault path it touches (see `secrets.rs` and the README's table).
+    pub acl: Acl,
     pub mount: Mount,
     pub okms_id: uuid::Uuid,
     pub http: &'a HttpRequest,
@@ -65,19 +82,13 @@ async fn serve(
     if engine.seal_status() != SealStatus::Unsealed {
         return Err(OkmsError::Sealed);
     }
-    match app::token_of(req) {
-        Some(t) if !t.is_empty() => {
-            let id = engine
-                .authenticate(&t)
-                .await
-                .map_err(|_| OkmsError::Unauthorized)?;
-            // Fail closed until ACL policies govern the OKMS routes.
-            if !id.is_root() {
-                return Err(OkmsError::Forbidden);
-            }
-        }
+    let identity = match app::token_of(req) {
+        Some(t) if !t.is_empty() => engine
+            .authenticate(&t)
+            .await
+            .map_err(|_| OkmsError::Unauthorized)?,
         _ => return Err(OkmsError::Unauthorized),
-    }
+    };
     let mount = engine.mount_by_path(mount_path).ok_or_else(|| {
         OkmsError::NotFound(format!(
             "OKMS domain {okms_id} is backed by the mount {:?}, which does not exist; enable it as kv-v2",
@@ -103,8 +114,10 @@ async fn serve(
             .collect(),
         None => BTreeMap::new(),
     };
+    let acl = engine.acl(&identity);
     let ctx = OkmsCtx {
         engine,
+        acl,
         mount,
         okms_id,
         http: req,

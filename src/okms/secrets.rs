@@ -12,6 +12,7 @@ use super::path::{self, Target};
 use super::{render, OkmsCtx};
 use crate::engine::model::{PutSecret, VersionState};
 use crate::engine::path::SecretPath;
+use crate::policy::Capabilities as Cap;
 
 fn ok(body: Value) -> HttpResponse {
     json_response(StatusCode::OK, &body)
@@ -82,6 +83,7 @@ pub async fn route(ctx: &OkmsCtx<'_>, raw_rest: &str) -> OkmsResult<HttpResponse
 
 /// `GET /v2/secret`: every secret of the domain, flat, in path order, paginated.
 fn list(ctx: &OkmsCtx<'_>) -> OkmsResult<HttpResponse> {
+    ctx.allow("metadata/", Cap::LIST)?;
     let pg = pagination::from_request(ctx.http)?;
     let mut rows = ctx
         .engine
@@ -119,6 +121,10 @@ async fn create(ctx: &OkmsCtx<'_>) -> OkmsResult<HttpResponse> {
     let p: SecretPath = path::check(&req.path)?;
     let meta = req.metadata.as_ref().map(body::meta_update).transpose()?;
     let data = body::data(req.version.data)?;
+    ctx.allow(&format!("data/{p}"), Cap::CREATE)?;
+    if meta.is_some() {
+        ctx.allow(&format!("metadata/{p}"), Cap::CREATE)?;
+    }
     let out = ctx
         .engine
         .put_secret(
@@ -139,6 +145,15 @@ async fn create(ctx: &OkmsCtx<'_>) -> OkmsResult<HttpResponse> {
     })))
 }
 
+/// Reading a secret's metadata needs `read` on `metadata/<path>`; its data, `read` on `data/<path>`.
+fn read_allowed(ctx: &OkmsCtx<'_>, p: &SecretPath, include_data: bool) -> OkmsResult<()> {
+    ctx.allow(&format!("metadata/{p}"), Cap::READ)?;
+    if include_data {
+        ctx.allow(&format!("data/{p}"), Cap::READ)?;
+    }
+    Ok(())
+}
+
 /// `GET /v2/secret/{path}?version=&includeData=`.
 fn get(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
     let version = query_param(ctx, "version")
@@ -148,6 +163,7 @@ fn get(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
         .map(|s| body::boolean("includeData", s))
         .transpose()?
         .unwrap_or(false);
+    read_allowed(ctx, p, include)?;
     let view = ctx
         .engine
         .read_secret_view(&ctx.mount, p, version, include)?;
@@ -169,6 +185,12 @@ async fn update(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
         Some(v) => Some(body::data(v.data)?),
         None => None,
     };
+    if meta.is_some() {
+        ctx.allow(&format!("metadata/{p}"), Cap::UPDATE)?;
+    }
+    if data.is_some() {
+        ctx.allow(&format!("data/{p}"), Cap::UPDATE)?;
+    }
     let out = ctx
         .engine
         .put_secret(
@@ -191,6 +213,7 @@ async fn update(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
 
 /// `DELETE /v2/secret/{path}`: the secret and every version, permanently. 404 when missing.
 async fn delete(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
+    ctx.allow(&format!("metadata/{p}"), Cap::DELETE)?;
     if !ctx.engine.secret_exists(&ctx.mount, p)? {
         return Err(OkmsError::NotFound(format!("secret {p} not found")));
     }
@@ -200,6 +223,7 @@ async fn delete(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
 
 /// `GET /v2/secret/{path}/version`: the kept versions, oldest first, paginated.
 fn list_versions(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
+    ctx.allow(&format!("metadata/{p}"), Cap::READ)?;
     let pg = pagination::from_request(ctx.http)?;
     let after = match pg.after.as_deref() {
         None => 0,
@@ -232,6 +256,7 @@ async fn create_version(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpRes
     let cas = query_param(ctx, "cas").map(body::cas).transpose()?;
     let req: body::PostVersion = body::parse(ctx.body)?;
     let data = body::data(req.data)?;
+    ctx.allow(&format!("data/{p}"), Cap::UPDATE)?;
     let out = ctx
         .engine
         .put_secret(
@@ -258,6 +283,7 @@ fn get_version(ctx: &OkmsCtx<'_>, p: &SecretPath, n: u64) -> OkmsResult<HttpResp
         .map(|s| body::boolean("includeData", s))
         .transpose()?
         .unwrap_or(false);
+    read_allowed(ctx, p, include)?;
     let view = ctx
         .engine
         .read_secret_view(&ctx.mount, p, Some(n), include)?;
@@ -271,11 +297,14 @@ fn get_version(ctx: &OkmsCtx<'_>, p: &SecretPath, n: u64) -> OkmsResult<HttpResp
 /// `PUT /v2/secret/{path}/version/{version}` `{"state": ...}`.
 async fn set_state(ctx: &OkmsCtx<'_>, p: &SecretPath, n: u64) -> OkmsResult<HttpResponse> {
     let req: body::PutVersion = body::parse(ctx.body)?;
-    let target = match req.state {
-        State::Active => VersionState::Active,
-        State::Deactivated => VersionState::Deactivated,
-        State::Deleted => VersionState::Destroyed,
+    // Each state change is the Vault operation it maps to: activate = undelete, deactivate = soft
+    // delete, delete = destroy; each needs `update` on that Vault path.
+    let (target, vault_op) = match req.state {
+        State::Active => (VersionState::Active, "undelete"),
+        State::Deactivated => (VersionState::Deactivated, "delete"),
+        State::Deleted => (VersionState::Destroyed, "destroy"),
     };
+    ctx.allow(&format!("{vault_op}/{p}"), Cap::UPDATE)?;
     let v = ctx
         .engine
         .set_version_state(&ctx.mount, p, n, target)

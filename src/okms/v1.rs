@@ -13,7 +13,7 @@ use super::OkmsCtx;
 use crate::vault::error::VaultError;
 use crate::vault::request::{self, Op, PatchTypes};
 use crate::vault::response::Reply;
-use crate::vault::{self, Ctx};
+use crate::vault::{self, acl, Ctx};
 
 /// What OKMS clients call the domain's mount.
 const MOUNT_NAME: &str = "secret";
@@ -57,10 +57,18 @@ pub async fn route(ctx: &OkmsCtx<'_>, raw_rest: &str, rid: &str) -> OkmsResult<H
         engine: ctx.engine,
         req: &vreq,
         identity: None,
+        acl: ctx.acl.clone(),
     };
     let path = vreq.path.clone();
     let reply = if path == MOUNT_NAME || path.starts_with("secret/") {
         let rest = path.get(MOUNT_NAME.len() + 1..).unwrap_or("");
+        // The same check as on the Vault route, on the domain's real mount path.
+        let create = vreq.op == Op::Update && acl::existence_create(ctx.engine, &ctx.mount, rest)?;
+        acl::check_path(
+            &ctx.acl,
+            &format!("{}{rest}", ctx.mount.path.as_str()),
+            acl::required(vreq.op, create),
+        )?;
         vault::kv::route(&vctx, &ctx.mount, rest).await?
     } else if let Some(p) = path.strip_prefix("sys/internal/ui/mounts/") {
         preflight(ctx, p)?
@@ -74,6 +82,9 @@ pub async fn route(ctx: &OkmsCtx<'_>, raw_rest: &str, rid: &str) -> OkmsResult<H
 /// works: the domain's mount, shown as `secret/`.
 fn preflight(ctx: &OkmsCtx<'_>, p: &str) -> OkmsResult<Reply> {
     if p != MOUNT_NAME && !p.starts_with("secret/") {
+        return Err(OkmsError::Forbidden);
+    }
+    if !ctx.acl.has_any_under(ctx.mount.path.as_str()) {
         return Err(OkmsError::Forbidden);
     }
     let mut info = vault::render::mount_info(&ctx.mount);

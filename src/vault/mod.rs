@@ -2,6 +2,7 @@
 //! request, authenticates, routes by path (mount paths may contain `/`, so routing is by the mount
 //! table, not by actix patterns) and renders the reply or the error.
 
+pub(crate) mod acl;
 pub(crate) mod auth_token;
 mod decode;
 pub mod error;
@@ -14,8 +15,11 @@ pub mod request;
 pub mod response;
 mod sys_health;
 pub(crate) mod sys_mounts;
+mod sys_policy;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_acl;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -27,10 +31,9 @@ use response::Reply;
 pub use crate::app::AppState;
 
 impl Ctx<'_> {
-    /// Whether the caller holds `sudo` on `path` (root always does). Policies come with the ACL work;
-    /// until then only root tokens exist.
-    pub fn has_sudo(&self, _path: &str) -> bool {
-        self.identity.as_ref().is_some_and(|i| i.is_root())
+    /// Whether the caller holds `sudo` on `path` (root always does).
+    pub fn has_sudo(&self, path: &str) -> bool {
+        self.acl.allows(path, crate::policy::Capabilities::SUDO)
     }
 }
 
@@ -39,6 +42,8 @@ pub struct Ctx<'a> {
     pub engine: &'a Engine,
     pub req: &'a VaultRequest,
     pub identity: Option<Identity>,
+    /// The caller's ACL (root's allows everything).
+    pub acl: crate::policy::Acl,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -95,22 +100,24 @@ async fn route(engine: &Engine, req: &VaultRequest) -> VaultResult<(Reply, &'sta
         Some(t) if !t.is_empty() => engine.authenticate(t).await?,
         _ => return Err(VaultError::PermissionDenied),
     };
-    // Fail closed until ACL policies are enforced: a non-root token may only look at, renew or
-    // revoke itself.
-    if !identity.is_root()
-        && !matches!(
-            path,
-            "auth/token/lookup-self" | "auth/token/renew-self" | "auth/token/revoke-self"
-        )
-    {
-        return Err(VaultError::PermissionDenied);
+    let acl = engine.acl(&identity);
+    // The kv preflight is an unauthenticated path in Vault that checks mount access itself (see
+    // sys_mounts::preflight); every other route checks the capability for its operation here.
+    let preflight =
+        path.starts_with("sys/internal/ui/mounts") || path.starts_with("sys/mounts-all/");
+    if !preflight {
+        acl::check(engine, &acl, req)?;
     }
     let ctx = Ctx {
         engine,
         req,
         identity: Some(identity),
+        acl,
     };
     if let Some(rest) = path.strip_prefix("sys/") {
+        if let Some(r) = sys_policy::route(&ctx, rest).await {
+            return Ok((r?, "system"));
+        }
         return Ok((sys_mounts::route(&ctx, rest).await?, "system"));
     }
     if let Some(rest) = path.strip_prefix("auth/token/") {

@@ -20,7 +20,7 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
     let rest_trim = rest.trim_end_matches('/');
     if rest_trim == "mounts" {
         return match op {
-            Op::Read => Ok(Reply::SysInjected(all_mounts(ctx))),
+            Op::Read => Ok(Reply::SysInjected(all_mounts(ctx, false))),
             _ => Err(VaultError::UnsupportedOperation),
         };
     }
@@ -32,7 +32,7 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
     }
     if rest_trim == "internal/ui/mounts" {
         return Ok(Reply::Data(
-            json!({ "secret": all_mounts(ctx), "auth": {} }),
+            json!({ "secret": all_mounts(ctx, true), "auth": {} }),
         ));
     }
     if let Some(p) = rest.strip_prefix("mounts/") {
@@ -44,9 +44,14 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
     Err(VaultError::NoHandler(format!("sys/{rest}")))
 }
 
-fn all_mounts(ctx: &Ctx<'_>) -> Value {
+/// The mount table. `visible_only`: only mounts the caller has some access under (the UI listing);
+/// `sys/mounts` itself shows every mount to whoever may read it.
+fn all_mounts(ctx: &Ctx<'_>, visible_only: bool) -> Value {
     let mut data = Map::new();
     for m in ctx.engine.mounts().iter() {
+        if visible_only && !ctx.acl.has_any_under(m.path.as_str()) {
+            continue;
+        }
         data.insert(m.path.as_str().to_string(), mount_info(m));
     }
     data.insert("sys/".into(), sys_mount_info());
@@ -63,6 +68,10 @@ fn mount_path(p: &str) -> VaultResult<MountPath> {
 fn preflight(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
     let denied = || VaultError::PreflightDenied(format!("{}/", p.trim_end_matches('/')));
     let (m, _) = ctx.engine.resolve(p).ok_or_else(denied)?;
+    // Vault's `hasMountAccess`: the token must have some capability somewhere under the mount.
+    if !ctx.acl.has_any_under(m.path.as_str()) {
+        return Err(denied());
+    }
     let mut info = mount_info(&m);
     if let Value::Object(o) = &mut info {
         o.insert("path".into(), json!(m.path.as_str()));

@@ -2,107 +2,14 @@
 //! one request at a time, checking status, headers and JSON. (The real binary driven by real clients
 //! is tested in `tests/` and `compat-tests/`.)
 
-use std::sync::Arc;
-
-use actix_web::http::{Method, StatusCode};
-use actix_web::{test, web, App};
 use serde_json::{json, Value};
 
-use super::{configure, AppState};
 use crate::crypto::Key32;
 use crate::engine::clock::Clock;
 use crate::engine::Engine;
 use crate::storage::{Durability, Store};
-
-struct Harness {
-    engine: Arc<Engine>,
-    dir: std::path::PathBuf,
-    max: usize,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Resp {
-    status: StatusCode,
-    content_type: String,
-    text: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
-    }
-}
-
-async fn harness() -> Harness {
-    let dir = std::env::temp_dir().join(format!("kvseal-test-{}", uuid::Uuid::new_v4()));
-    let store = Store::open(&dir, Durability::Normal).unwrap();
-    let engine = Arc::new(Engine::open(store, Key32::random(), Clock::default()).unwrap());
-    engine.init(Some("root".into())).await.unwrap();
-    Harness {
-        engine,
-        dir,
-        max: 1024 * 1024,
-    }
-}
-
-impl Harness {
-    async fn call_with(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-        headers: &[(&str, &str)],
-    ) -> Resp {
-        let app = test::init_service(
-            App::new()
-                .app_data(web::Data::new(AppState {
-                    engine: self.engine.clone(),
-                    max_request_size: self.max,
-                    okms_domains: Default::default(),
-                }))
-                .configure(configure),
-        )
-        .await;
-        let mut req = test::TestRequest::default()
-            .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(path);
-        for (k, v) in headers {
-            req = req.insert_header((*k, *v));
-        }
-        if let Some(b) = body {
-            req = req.set_payload(b.to_string());
-        }
-        let resp = test::call_service(&app, req.to_request()).await;
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get("Content-Type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = test::read_body(resp).await;
-        Resp {
-            status,
-            content_type,
-            text: String::from_utf8(bytes.to_vec()).unwrap(),
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
-        let b = body.map(|b| b.to_string());
-        self.call_with(method, path, b.as_deref(), &[("X-Vault-Token", "root")])
-            .await
-    }
-
-    async fn put(&self, path: &str, data: Value) -> Resp {
-        self.call("POST", path, Some(data)).await
-    }
-}
+use crate::testutil::{harness, Harness};
+use std::sync::Arc;
 
 fn assert_envelope(v: &Value) {
     // vaultrs requires these four to be present and non-null.

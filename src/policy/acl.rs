@@ -1,0 +1,343 @@
+//! The compiled rules of a token's policies and Vault's matching algorithm.
+//!
+//! Source followed: HashiCorp Vault `vault/acl.go` (current main, the version with
+//! `resolveACLPermsForListOp`): `NewACL` for merging, `AllowOperation` for the order of lookups,
+//! `CheckAllowedFromNonExactPaths` / `wildcardPathDescriptorComparePriority` for choosing among
+//! glob and `+` rules, and `vault/logical_system.go` `hasMountAccess` for [`Acl::has_any_under`].
+//! OpenBao's `internal/vault/policy/acl.go` is the same algorithm before the list fix below.
+//!
+//! Rules are kept in three tables, as Vault keeps them:
+//! - exact rules (`secret/data/app`), keyed by path;
+//! - prefix rules (`secret/data/*`), keyed by the path without its `*`; only the *longest*
+//!   matching prefix is ever a candidate (Vault's radix tree `LongestPrefix`);
+//! - segment-wildcard rules (anything with a `+` segment), keyed by the full rule text; every
+//!   matching one is a candidate.
+//!
+//! Lookup order for a request path: exact rule; for a list (path ending in `/`) the exact rule
+//! without the `/`; else the most specific candidate, ranked by [`priority`].
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use super::{Capabilities, Policy};
+
+/// A token's compiled policies. Cheap to query; build once per token (or cache).
+#[derive(Clone, Debug, Default)]
+pub struct Acl {
+    root: bool,
+    exact: HashMap<String, Capabilities>,
+    prefix: HashMap<String, Capabilities>,
+    /// Iteration order does not matter: [`priority`] is a total order on distinct rules.
+    segment: HashMap<String, Capabilities>,
+}
+
+/// One glob or `+` rule that matched, described the way Vault's `wcPathDescr` does.
+#[derive(Clone, Copy, Debug)]
+struct Candidate<'a> {
+    /// Byte offset of the first `+` (segment rules) or of the `*` (prefix rules).
+    first_wildcard: usize,
+    /// Ends with `*`.
+    is_prefix: bool,
+    /// Number of `+` segments.
+    wildcards: usize,
+    /// The rule without its trailing `*`.
+    wc_path: &'a str,
+    caps: Capabilities,
+}
+
+/// Vault's `wildcardPathDescriptorComparePriority`, as an ordering where `Greater` means `a`
+/// is the more specific rule. In order:
+/// 1. the later first wildcard/glob wins (`foo/a*` over `foo/+`, `foo/bar/+/baz` over `foo/+/bar/baz`);
+/// 2. non-prefix beats prefix (`foo/+/bar` over `foo/+/ba*`, `foo/+` over `foo/*`);
+/// 3. fewer `+` wins (`foo/bar/+/baz` over `foo/+/+/baz`);
+/// 4. longer wins (`foo/+/bar/ba*` over `foo/+/bar/b*`);
+/// 5. lexicographically larger wins (never reached in practice).
+fn priority(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
+    a.first_wildcard
+        .cmp(&b.first_wildcard)
+        .then((!a.is_prefix).cmp(&!b.is_prefix))
+        .then(b.wildcards.cmp(&a.wildcards))
+        .then(a.wc_path.len().cmp(&b.wc_path.len()))
+        .then(a.wc_path.cmp(b.wc_path))
+}
+
+/// Where a rule goes, by Vault's own classification (`policy.go` `parsePaths`): a rule "has
+/// segment wildcards" when it is `+`, starts with `+/` or contains `/+`.
+enum Kind<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
+    Segment(&'a str),
+}
+
+fn classify(path: &str) -> Kind<'_> {
+    if path == "+" || path.starts_with("+/") || path.contains("/+") {
+        Kind::Segment(path)
+    } else if let Some(prefix) = path.strip_suffix('*') {
+        Kind::Prefix(prefix)
+    } else {
+        Kind::Exact(path)
+    }
+}
+
+/// Rules for the same key, from the same or different policies (`acl.go` `NewACL`): an existing
+/// deny stays; a new deny replaces everything; otherwise the capabilities are unioned.
+fn merge(existing: &mut Capabilities, new: Capabilities) {
+    if existing.contains(Capabilities::DENY) {
+        return;
+    }
+    *existing = if new.contains(Capabilities::DENY) {
+        Capabilities::DENY
+    } else {
+        existing.union(new)
+    };
+}
+
+impl Acl {
+    /// Compiles a token's policies. A policy *named* `root` gets no special treatment here:
+    /// the caller gives a root token [`Acl::root`] (so no stored policy can ever become root).
+    pub fn new(policies: &[Policy]) -> Acl {
+        let mut acl = Acl::default();
+        for rule in policies.iter().flat_map(|p| p.rules()) {
+            let caps = rule.capabilities;
+            let (table, key) = match classify(&rule.path) {
+                Kind::Exact(key) => (&mut acl.exact, key),
+                Kind::Prefix(key) => (&mut acl.prefix, key),
+                Kind::Segment(key) => (&mut acl.segment, key),
+            };
+            table
+                .entry(key.to_string())
+                .and_modify(|existing| merge(existing, caps))
+                .or_insert(caps);
+        }
+        acl
+    }
+
+    /// The root token's ACL: everything is allowed, on every path.
+    pub fn root() -> Acl {
+        Acl {
+            root: true,
+            ..Acl::default()
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.root
+    }
+
+    /// Capabilities on a request path as Vault computes them (`acl.go` `AllowOperation`).
+    ///
+    /// `path` has no leading slash (one is tolerated). A path ending in `/` is treated as a
+    /// list request, which is how Vault's `Capabilities` (used by `sys/capabilities`) evaluates
+    /// every path: the exact rule without the `/` applies, and glob/`+` rules are looked up for
+    /// both forms (see [`resolve_list`]). Root gets [`Capabilities::ALL`] plus the `ROOT` marker.
+    /// Nothing matched → empty (which [`Capabilities::names`] renders as `["deny"]`).
+    pub fn capabilities(&self, path: &str) -> Capabilities {
+        if self.root {
+            return Capabilities::ALL.union(Capabilities::ROOT);
+        }
+        let path = path.trim_start_matches('/');
+        if let Some(caps) = self.exact.get(path) {
+            return *caps;
+        }
+        match path.strip_suffix('/') {
+            Some(trimmed) => {
+                if let Some(caps) = self.exact.get(trimmed) {
+                    return *caps;
+                }
+                let mut candidates = self.candidates(trimmed);
+                candidates.extend(self.candidates(path));
+                resolve_list(&candidates)
+            }
+            None => self
+                .candidates(path)
+                .iter()
+                .max_by(|a, b| priority(a, b))
+                .map_or(Capabilities::NONE, |c| c.caps),
+        }
+    }
+
+    /// True when every bit of `cap` is granted on `path` and `DENY` is not (deny wins).
+    /// An empty `cap` is never "allowed" (it is a caller bug, and failing closed is safer).
+    pub fn allows(&self, path: &str, cap: Capabilities) -> bool {
+        let caps = self.capabilities(path);
+        !cap.is_empty()
+            && !cap.contains(Capabilities::DENY)
+            && !caps.contains(Capabilities::DENY)
+            && caps.contains(cap)
+    }
+
+    /// Whether the token has some non-deny capability on some path under `prefix` (a mount
+    /// path such as `secret/`): Vault's `hasMountAccess`, which decides the
+    /// `sys/internal/ui/mounts/<path>` preflight. In Vault's order:
+    /// 1. the capabilities on the prefix itself (this catches globs such as `sec*` or `*`);
+    /// 2. any exact or prefix rule whose path starts with the prefix and grants something;
+    /// 3. any `+` rule that could match a path under the prefix (`+/data/x` vs `secret/`).
+    ///
+    /// Like Vault this is generous: a deny on a more specific rule does not hide a grant on
+    /// another path under the same mount.
+    pub fn has_any_under(&self, prefix: &str) -> bool {
+        if self.root {
+            return true;
+        }
+        let mut prefix = prefix.trim_start_matches('/').to_string();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        let grants = |c: &Capabilities| !c.contains(Capabilities::DENY) && !c.is_empty();
+        if grants(&self.capabilities(&prefix)) {
+            return true;
+        }
+        let walk = |table: &HashMap<String, Capabilities>| {
+            table
+                .iter()
+                .any(|(key, caps)| key.starts_with(prefix.as_str()) && grants(caps))
+        };
+        if walk(&self.exact) || walk(&self.prefix) {
+            return true;
+        }
+        self.segment
+            .iter()
+            .any(|(rule, caps)| grants(caps) && segment_rule_reaches_under(rule, &prefix))
+    }
+
+    /// Every glob and `+` candidate for `path` (Vault's `prefixAndWCCandidatesForPath`): the
+    /// longest matching prefix rule, and each matching segment rule.
+    fn candidates<'a>(&'a self, path: &str) -> Vec<Candidate<'a>> {
+        let mut out = Vec::new();
+        // Longest prefix first: walk the char boundaries of `path` from the end.
+        let longest = (0..=path.len())
+            .rev()
+            .filter(|&end| path.is_char_boundary(end))
+            .find_map(|end| self.prefix.get_key_value(&path[..end]));
+        if let Some((key, caps)) = longest {
+            out.push(Candidate {
+                first_wildcard: key.len(),
+                is_prefix: true,
+                wildcards: 0,
+                wc_path: key,
+                caps: *caps,
+            });
+        }
+        if !self.segment.is_empty() {
+            let parts: Vec<&str> = path.split('/').collect();
+            out.extend(
+                self.segment
+                    .iter()
+                    .filter_map(|(rule, caps)| match_segment_rule(rule, *caps, &parts)),
+            );
+        }
+        out
+    }
+}
+
+/// Matches one segment-wildcard rule against the request path's segments (Vault's
+/// `tryMatchWildcardPath`). A non-prefix rule needs the same number of segments; a prefix rule
+/// (`a/+/b*`) needs at least as many and its last segment is a string prefix.
+///
+/// One deliberate difference: kvseal's `+` matches exactly one *non-empty* segment, so
+/// `secret/+/x` does not match `secret//x`, and `secret/+` does not match the list path
+/// `secret/` (Vault's `+` also matches the empty segment in both cases).
+fn match_segment_rule<'a>(
+    rule: &'a str,
+    caps: Capabilities,
+    parts: &[&str],
+) -> Option<Candidate<'a>> {
+    let first_wildcard = rule.find('+')?;
+    let (wc_path, is_prefix) = match rule.strip_suffix('*') {
+        Some(stripped) => (stripped, true),
+        None => (rule, false),
+    };
+    let rule_parts: Vec<&str> = wc_path.split('/').collect();
+    if parts.len() < rule_parts.len() || (!is_prefix && parts.len() != rule_parts.len()) {
+        return None;
+    }
+    let last = rule_parts.len() - 1;
+    let mut wildcards = 0;
+    for (i, (want, got)) in rule_parts.iter().zip(parts).enumerate() {
+        if *want == "+" {
+            if got.is_empty() {
+                return None;
+            }
+            wildcards += 1;
+        } else if want != got && !(is_prefix && i == last && got.starts_with(want)) {
+            return None;
+        }
+    }
+    Some(Candidate {
+        first_wildcard,
+        is_prefix,
+        wildcards,
+        wc_path,
+        caps,
+    })
+}
+
+/// The list-request choice among candidates from both `a/b` and `a/b/` (Vault's
+/// `resolveACLPermsForListOp`, the fix that made a deny on `a/b/*` hold against a list
+/// granted by a broader rule reached through the trimmed path `a/b`):
+/// 1. the most specific deny wins if it outranks the most specific list-granting rule;
+/// 2. else the most specific list-granting rule;
+/// 3. else the most specific rule overall (so its other capabilities are reported).
+fn resolve_list(candidates: &[Candidate<'_>]) -> Capabilities {
+    let best_of = |want: Capabilities| {
+        candidates
+            .iter()
+            .filter(|c| c.caps.contains(want))
+            .max_by(|a, b| priority(a, b))
+    };
+    let best_deny = best_of(Capabilities::DENY);
+    let best_list = best_of(Capabilities::LIST);
+    if let Some(deny) = best_deny {
+        if best_list.map_or(true, |list| priority(list, deny) == Ordering::Less) {
+            return deny.caps;
+        }
+    }
+    if let Some(list) = best_list {
+        return list.caps;
+    }
+    candidates
+        .iter()
+        .max_by(|a, b| priority(a, b))
+        .map_or(Capabilities::NONE, |c| c.caps)
+}
+
+/// Could segment rule `rule` match some path under `prefix` (which ends with `/`)? Vault's
+/// `CheckAllowedFromNonExactPaths(path, bareMount=true)`: walk the rule's segments along the
+/// prefix's; once the prefix's segments are used up, the rule reaches under the prefix if what
+/// it matched so far, joined, starts with the prefix.
+fn segment_rule_reaches_under(rule: &str, prefix: &str) -> bool {
+    let (wc_path, is_prefix) = match rule.strip_suffix('*') {
+        Some(stripped) => (stripped, true),
+        None => (rule, false),
+    };
+    // `prefix` ends with '/', so its last part is "" and the real segments are all but it.
+    let parts: Vec<&str> = prefix.split('/').collect();
+    let Some(stop) = parts.len().checked_sub(2) else {
+        return false;
+    };
+    let rule_parts: Vec<&str> = wc_path.split('/').collect();
+    let last = rule_parts.len() - 1;
+    let mut matched: Vec<&str> = Vec::new();
+    for (i, want) in rule_parts.iter().enumerate() {
+        let Some(got) = parts.get(i) else {
+            return false;
+        };
+        if (*want == "+" && !got.is_empty()) || want == got {
+            matched.push(got);
+        } else if is_prefix && i == last && got.starts_with(want) {
+            matched.extend(&parts[i..]);
+        } else {
+            return false;
+        }
+        if i == stop {
+            let mut joined = matched.join("/");
+            joined.push('/');
+            return joined.starts_with(prefix);
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+#[path = "acl_tests.rs"]
+mod tests;

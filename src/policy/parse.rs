@@ -1,0 +1,525 @@
+//! Policy text → [`Policy`]: HCL (with hcl-rs) or JSON, as Vault accepts both.
+//!
+//! Follows `vault/policy.go` `parseACLPolicyWithTemplating` / `parsePaths` (HashiCorp Vault; the
+//! same code is OpenBao's `internal/vault/policy/policy.go`): top-level keys `name` and `path`
+//! only; in a `path` block the keys Vault knows; legacy `policy =` expansion; `deny` wipes the
+//! other capabilities; one leading `/` stripped; `+*` rejected. Stricter than Vault on purpose:
+//! unsupported restrictions, a `*` that is not last, templated paths and blocks that grant nothing
+//! are errors instead of being ignored or taken literally.
+//!
+//! Both syntaxes are first lowered to the same `(path, [(key, Field)])` shape, so the validation
+//! in [`build_rule`] is shared.
+
+use super::{Capabilities, PathRule, Policy, PolicyError};
+
+/// A value inside a `path` block, reduced to the shapes the policy language uses.
+enum Field {
+    Str(String),
+    List(Vec<Field>),
+    /// A nested block (HCL `control_group { ... }`) or a JSON object.
+    Block,
+    /// A number, bool, template with interpolation, function call, ...
+    Other,
+}
+
+/// Keys Vault accepts in a `path` block (`policy.go` `parsePaths`, plus OpenBao's additions)
+/// that express restrictions kvseal does not enforce. They are refused, not ignored.
+const UNSUPPORTED_KEYS: &[&str] = &[
+    "allowed_parameters",
+    "denied_parameters",
+    "required_parameters",
+    "min_wrapping_ttl",
+    "max_wrapping_ttl",
+    "mfa_methods",
+    "control_group",
+    "subscribe_event_types",
+    "pagination_limit",
+    "list_scan_response_keys_filter_path",
+    "expiration",
+];
+
+/// Parses HCL or JSON policy text, as Vault accepts both:
+///
+/// ```hcl
+/// path "secret/data/*" { capabilities = ["read", "list"] }
+/// path "secret" { policy = "write" }   # legacy shorthand
+/// ```
+///
+/// Text whose first non-blank character is `{` is JSON (`{"path": {"secret/*": {...}}}`);
+/// HCL cannot start that way.
+pub fn parse(name: &str, text: &str) -> Result<Policy, PolicyError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(PolicyError::Empty);
+    }
+    let blocks = if trimmed.starts_with('{') {
+        lower_json(trimmed)?
+    } else {
+        lower_hcl(text)?
+    };
+    let rules = blocks
+        .into_iter()
+        .map(|(path, fields)| build_rule(&path, fields))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Policy {
+        name: name.to_string(),
+        rules,
+    })
+}
+
+type RawBlock = (String, Vec<(String, Field)>);
+
+fn lower_hcl(text: &str) -> Result<Vec<RawBlock>, PolicyError> {
+    let body = hcl::parse(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+    let mut blocks = Vec::new();
+    for structure in body.into_inner() {
+        match structure {
+            hcl::Structure::Attribute(attr) => {
+                let is_string = matches!(attr.expr(), hcl::Expression::String(_));
+                check_top_attribute(attr.key(), is_string)?
+            }
+            hcl::Structure::Block(block) => {
+                if block.identifier() != "path" {
+                    return Err(PolicyError::UnknownTopLevelKey {
+                        key: block.identifier().to_string(),
+                    });
+                }
+                let [label] = block.labels() else {
+                    return Err(PolicyError::PathLabel);
+                };
+                let fields = block
+                    .body()
+                    .iter()
+                    .map(|s| match s {
+                        hcl::Structure::Attribute(a) => (a.key().to_string(), hcl_field(a.expr())),
+                        hcl::Structure::Block(b) => (b.identifier().to_string(), Field::Block),
+                    })
+                    .collect();
+                blocks.push((label.as_str().to_string(), fields));
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+/// The top-level `name` attribute is valid in Vault (a string, ignored there too: the name
+/// comes from the API path); any other top-level attribute is an error.
+fn check_top_attribute(key: &str, is_string: bool) -> Result<(), PolicyError> {
+    if key != "name" {
+        return Err(PolicyError::UnknownTopLevelKey {
+            key: key.to_string(),
+        });
+    }
+    if !is_string {
+        return Err(PolicyError::Syntax("\"name\" must be a string".into()));
+    }
+    Ok(())
+}
+
+fn hcl_field(expr: &hcl::Expression) -> Field {
+    match expr {
+        hcl::Expression::String(s) => Field::Str(s.clone()),
+        hcl::Expression::Array(items) => Field::List(items.iter().map(hcl_field).collect()),
+        hcl::Expression::Object(_) => Field::Block,
+        _ => Field::Other,
+    }
+}
+
+/// Vault's JSON form (HCL1 JSON): `{"name": "...", "path": {"<path>": {<keys>}, ...}}`; `path`
+/// may also be a list of such objects.
+fn lower_json(text: &str) -> Result<Vec<RawBlock>, PolicyError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+    let serde_json::Value::Object(top) = value else {
+        return Err(PolicyError::Syntax("does not contain a root object".into()));
+    };
+    let mut blocks = Vec::new();
+    for (key, value) in top {
+        match key.as_str() {
+            "name" => check_top_attribute(&key, value.is_string())?,
+            "path" => {
+                let objects = match value {
+                    serde_json::Value::Object(map) => vec![map],
+                    serde_json::Value::Array(items) => items
+                        .into_iter()
+                        .map(|item| match item {
+                            serde_json::Value::Object(map) => Ok(map),
+                            _ => Err(json_path_shape()),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err(json_path_shape()),
+                };
+                for map in objects {
+                    for (path, body) in map {
+                        let serde_json::Value::Object(body) = body else {
+                            return Err(PolicyError::Syntax(format!(
+                                "path {path:?}: the rule must be an object"
+                            )));
+                        };
+                        let fields = body.into_iter().map(|(k, v)| (k, json_field(v))).collect();
+                        blocks.push((path, fields));
+                    }
+                }
+            }
+            _ => return Err(PolicyError::UnknownTopLevelKey { key }),
+        }
+    }
+    Ok(blocks)
+}
+
+fn json_path_shape() -> PolicyError {
+    PolicyError::Syntax("\"path\" must be an object mapping paths to rules".into())
+}
+
+fn json_field(value: serde_json::Value) -> Field {
+    match value {
+        serde_json::Value::String(s) => Field::Str(s),
+        serde_json::Value::Array(items) => Field::List(items.into_iter().map(json_field).collect()),
+        serde_json::Value::Object(_) => Field::Block,
+        _ => Field::Other,
+    }
+}
+
+/// Validates one `path` block (`policy.go` `parsePaths`) and computes its capabilities.
+fn build_rule(label: &str, fields: Vec<(String, Field)>) -> Result<PathRule, PolicyError> {
+    let path = label.strip_prefix('/').unwrap_or(label).to_string();
+    check_path(label, &path)?;
+
+    let err_path = || label.to_string();
+    let mut legacy: Option<String> = None;
+    let mut listed: Option<Vec<String>> = None;
+    // Duplicate keys never get here: hcl-rs rejects a redefined attribute, and a JSON object
+    // keeps the last value of a repeated key.
+    for (key, field) in fields {
+        match key.as_str() {
+            "capabilities" => listed = Some(string_list(label, &key, field)?),
+            "policy" => match field {
+                Field::Str(s) => legacy = Some(s),
+                _ => {
+                    return Err(PolicyError::InvalidValue {
+                        path: err_path(),
+                        key,
+                        expected: "a string",
+                    })
+                }
+            },
+            // Free text Vault accepts and ignores.
+            "comment" => {}
+            k if UNSUPPORTED_KEYS.contains(&k) => {
+                return Err(PolicyError::Unsupported {
+                    path: err_path(),
+                    key,
+                })
+            }
+            _ => {
+                return Err(PolicyError::UnknownKey {
+                    path: err_path(),
+                    key,
+                })
+            }
+        }
+    }
+
+    if legacy.is_none() && listed.is_none() {
+        return Err(PolicyError::MissingCapabilities { path: err_path() });
+    }
+    let mut caps = Capabilities::NONE;
+    if let Some(policy) = legacy {
+        caps = caps.union(legacy_expansion(&policy).ok_or_else(|| {
+            PolicyError::InvalidLegacyPolicy {
+                path: err_path(),
+                policy: policy.clone(),
+            }
+        })?);
+    }
+    for name in listed.unwrap_or_default() {
+        let cap = Capabilities::from_name(&name).ok_or_else(|| PolicyError::InvalidCapability {
+            path: err_path(),
+            capability: name.clone(),
+        })?;
+        caps = caps.union(cap);
+    }
+    // "If it's deny, don't include any other capability" (policy.go).
+    if caps.contains(Capabilities::DENY) {
+        caps = Capabilities::DENY;
+    }
+    Ok(PathRule {
+        path,
+        capabilities: caps,
+    })
+}
+
+/// The legacy `policy = "..."` values (`policy.go` `OldReadPathPolicy` etc.). Note that
+/// `write` predates `patch` and does not include it.
+fn legacy_expansion(policy: &str) -> Option<Capabilities> {
+    use Capabilities as C;
+    let write = C::CREATE | C::READ | C::UPDATE | C::DELETE | C::LIST;
+    match policy {
+        "deny" => Some(C::DENY),
+        "read" => Some(C::READ | C::LIST),
+        "write" => Some(write),
+        "sudo" => Some(write | C::SUDO),
+        _ => None,
+    }
+}
+
+fn string_list(label: &str, key: &str, field: Field) -> Result<Vec<String>, PolicyError> {
+    let invalid = || PolicyError::InvalidValue {
+        path: label.to_string(),
+        key: key.to_string(),
+        expected: "a list of strings",
+    };
+    let Field::List(items) = field else {
+        return Err(invalid());
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Field::Str(s) => Ok(s),
+            _ => Err(invalid()),
+        })
+        .collect()
+}
+
+/// Wildcard rules: `+` is a whole segment, `*` only last, never `+*` (`policy.go` checks the
+/// last one; kvseal also refuses a `*` elsewhere, which Vault would silently take literally).
+fn check_path(label: &str, path: &str) -> Result<(), PolicyError> {
+    let err_path = || label.to_string();
+    if path.contains("{{") {
+        return Err(PolicyError::Templated { path: err_path() });
+    }
+    if path.contains("+*") {
+        return Err(PolicyError::PlusGlob { path: err_path() });
+    }
+    if let Some(pos) = path.find('*') {
+        if pos != path.len() - 1 {
+            return Err(PolicyError::GlobNotAtEnd { path: err_path() });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Capabilities as C;
+
+    fn one_rule(text: &str) -> PathRule {
+        let policy = parse("p", text).expect("policy parses");
+        assert_eq!(policy.rules().len(), 1, "{text}");
+        policy.rules()[0].clone()
+    }
+
+    fn err(text: &str) -> String {
+        parse("p", text)
+            .expect_err("policy must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn hcl_form() {
+        let p = parse(
+            "app",
+            r#"
+            # comment
+            name = "ignored"
+            path "secret/data/*" {
+              capabilities = ["read", "list",]
+            }
+            // another comment
+            path "/secret/metadata/app" { capabilities = ["create", "patch", "sudo"] }
+            path "secret/+/x" {
+              capabilities = []
+              comment = "explicitly nothing"
+            }
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(p.name, "app");
+        assert_eq!(
+            p.rules(),
+            &[
+                PathRule {
+                    path: "secret/data/*".into(),
+                    capabilities: C::READ | C::LIST
+                },
+                PathRule {
+                    path: "secret/metadata/app".into(),
+                    capabilities: C::CREATE | C::PATCH | C::SUDO
+                },
+                PathRule {
+                    path: "secret/+/x".into(),
+                    capabilities: C::NONE
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn json_form() {
+        let p = parse(
+            "j",
+            r#"{"name": "j", "path": {
+                "secret/data/*": {"capabilities": ["read", "update"]},
+                "secret/old": {"policy": "read"}
+            }}"#,
+        )
+        .expect("parses");
+        let mut rules = p.rules().to_vec();
+        rules.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(rules[0].path, "secret/data/*");
+        assert_eq!(rules[0].capabilities, C::READ | C::UPDATE);
+        assert_eq!(rules[1].path, "secret/old");
+        assert_eq!(rules[1].capabilities, C::READ | C::LIST);
+
+        let listed = parse(
+            "j",
+            r#"{"path": [{"a": {"capabilities": ["list"]}}, {"b": {"capabilities": ["deny"]}}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(listed.rules()[0].capabilities, C::LIST);
+        assert_eq!(listed.rules()[1].capabilities, C::DENY);
+    }
+
+    #[test]
+    fn legacy_shorthand_expansions() {
+        let write = C::CREATE | C::READ | C::UPDATE | C::DELETE | C::LIST;
+        for (legacy, want) in [
+            ("read", C::READ | C::LIST),
+            ("write", write),
+            ("sudo", write | C::SUDO),
+            ("deny", C::DENY),
+        ] {
+            let rule = one_rule(&format!("path \"secret\" {{ policy = \"{legacy}\" }}"));
+            assert_eq!(rule.capabilities, want, "{legacy}");
+        }
+        // hvac's prep_policy form; write predates patch and does not grant it.
+        let rule = one_rule(r#"path "secret" { policy = "write" }"#);
+        assert!(!rule.capabilities.contains(C::PATCH));
+        // policy and capabilities together: the union, as Vault appends them.
+        let both = one_rule("path \"s\" {\n policy = \"read\"\n capabilities = [\"patch\"]\n}");
+        assert_eq!(both.capabilities, C::READ | C::LIST | C::PATCH);
+    }
+
+    #[test]
+    fn deny_wipes_the_rest_of_the_block() {
+        let rule = one_rule(r#"path "s/*" { capabilities = ["read", "deny", "update"] }"#);
+        assert_eq!(rule.capabilities, C::DENY);
+        let rule = one_rule(
+            r#"path "s/*" { policy = "deny"
+            capabilities = ["read"] }"#,
+        );
+        assert_eq!(rule.capabilities, C::DENY);
+    }
+
+    #[test]
+    fn errors_have_clear_messages() {
+        assert_eq!(err(""), "failed to parse policy: policy is empty");
+        assert_eq!(err("  \n\t "), "failed to parse policy: policy is empty");
+        assert!(err("path \"x\" {").starts_with("failed to parse policy: "));
+        assert!(err("{not json").starts_with("failed to parse policy: "));
+        assert_eq!(
+            err(r#"path "x" { capabilities = ["read", "foo"] }"#),
+            r#"failed to parse policy: path "x": invalid capability "foo""#
+        );
+        assert_eq!(
+            err(r#"path "x" { policy = "admin" }"#),
+            r#"failed to parse policy: path "x": invalid policy "admin""#
+        );
+        assert_eq!(
+            err(r#"path "a/+*" { capabilities = ["read"] }"#),
+            r#"failed to parse policy: path "a/+*": invalid use of wildcards ('+*' is forbidden)"#
+        );
+        assert_eq!(
+            err(r#"path "a/*/b" { capabilities = ["read"] }"#),
+            r#"failed to parse policy: path "a/*/b": invalid use of wildcards ('*' is only allowed at the end)"#
+        );
+        assert!(
+            err(r#"path "a/**" { capabilities = ["read"] }"#).contains("only allowed at the end")
+        );
+        assert_eq!(
+            err(r#"path "x" { comment = "grants nothing" }"#),
+            r#"failed to parse policy: path "x": missing "capabilities" (or legacy "policy")"#
+        );
+        assert_eq!(
+            err(r#"path "x" { capabilities = "read" }"#),
+            r#"failed to parse policy: path "x": "capabilities" must be a list of strings"#
+        );
+        assert!(err(r#"path "x" { capabilities = ["read", 3] }"#).contains("list of strings"));
+        assert!(err(r#"path "x" { policy = ["read"] }"#).contains("\"policy\" must be a string"));
+        assert!(err(r#"path "x" {
+            capabilities = ["read"]
+            capabilities = ["list"]
+        }"#)
+        .contains("redefined attribute"));
+        assert_eq!(
+            err(r#"path "identity/entity/id/{{identity.entity.id}}" { capabilities = ["read"] }"#),
+            "failed to parse policy: path \"identity/entity/id/{{identity.entity.id}}\": \
+             templated policy paths are not supported by kvseal"
+        );
+    }
+
+    #[test]
+    fn unsupported_restrictions_are_refused() {
+        for (key, value) in [
+            ("allowed_parameters", r#"{ "ttl" = [] }"#),
+            ("denied_parameters", r#"{ "*" = [] }"#),
+            ("required_parameters", r#"["ttl"]"#),
+            ("min_wrapping_ttl", r#""1m""#),
+            ("max_wrapping_ttl", r#""1h""#),
+            ("mfa_methods", r#"["duo"]"#),
+        ] {
+            let text =
+                format!("path \"secret/*\" {{\n capabilities = [\"read\"]\n {key} = {value}\n}}");
+            assert_eq!(
+                err(&text),
+                format!(
+                    "failed to parse policy: path \"secret/*\": \"{key}\" is not supported by kvseal \
+                     (refused rather than silently not enforced)"
+                ),
+                "{key}"
+            );
+        }
+        // control_group is a nested block in HCL.
+        let text = r#"path "secret/*" {
+            capabilities = ["read"]
+            control_group {
+                factor "ops" {
+                    identity {
+                        group_names = ["ops"]
+                        approvals = 1
+                    }
+                }
+            }
+        }"#;
+        assert!(err(text).contains("\"control_group\" is not supported by kvseal"));
+        let json =
+            r#"{"path": {"s/*": {"capabilities": ["read"], "allowed_parameters": {"a": []}}}}"#;
+        assert!(err(json).contains("\"allowed_parameters\" is not supported by kvseal"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert_eq!(
+            err("path \"x\" {\n capabilities = [\"read\"]\n capabilites = [\"list\"]\n}"),
+            r#"failed to parse policy: path "x": invalid key "capabilites""#
+        );
+        assert_eq!(
+            err(r#"paths "x" { capabilities = ["read"] }"#),
+            r#"failed to parse policy: invalid key "paths""#
+        );
+        assert_eq!(
+            err("version = 2\npath \"x\" { capabilities = [\"read\"] }"),
+            r#"failed to parse policy: invalid key "version""#
+        );
+        assert_eq!(
+            err(r#"{"paths": {"x": {"capabilities": ["read"]}}}"#),
+            r#"failed to parse policy: invalid key "paths""#
+        );
+        assert_eq!(
+            err(r#"path { capabilities = ["read"] }"#),
+            "failed to parse policy: a path block needs exactly one label, the path"
+        );
+        assert!(err(r#"{"path": "x"}"#).contains("\"path\" must be an object"));
+    }
+}
