@@ -137,3 +137,6 @@ async fn serve(
     }
     Err(OkmsError::NoRoute(raw.to_string()))
 }
+
+#[cfg(test)]
+mod tests;

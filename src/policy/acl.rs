@@ -14,7 +14,10 @@
 //!   matching one is a candidate.
 //!
 //! Lookup order for a request path: exact rule; for a list (path ending in `/`) the exact rule
-//! without the `/`; else the most specific candidate, ranked by [`priority`].
+//! without the `/`; else the most specific glob/`+` candidate, ranked by [`priority`] (for a
+//! list, candidates for both `a/b` and `a/b/`, chosen by [`resolve_list`]). The first step that
+//! finds something decides, even if what it found grants nothing: an exact rule with
+//! `capabilities = []` hides every glob, as in Vault.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -129,7 +132,7 @@ impl Acl {
     /// `path` has no leading slash (one is tolerated). A path ending in `/` is treated as a
     /// list request, which is how Vault's `Capabilities` (used by `sys/capabilities`) evaluates
     /// every path: the exact rule without the `/` applies, and glob/`+` rules are looked up for
-    /// both forms (see [`resolve_list`]). Root gets [`Capabilities::ALL`] plus the `ROOT` marker.
+    /// both forms (see `resolve_list`). Root gets [`Capabilities::ALL`] plus the `ROOT` marker.
     /// Nothing matched → empty (which [`Capabilities::names`] renders as `["deny"]`).
     pub fn capabilities(&self, path: &str) -> Capabilities {
         if self.root {
@@ -288,7 +291,7 @@ fn resolve_list(candidates: &[Candidate<'_>]) -> Capabilities {
     let best_deny = best_of(Capabilities::DENY);
     let best_list = best_of(Capabilities::LIST);
     if let Some(deny) = best_deny {
-        if best_list.map_or(true, |list| priority(list, deny) == Ordering::Less) {
+        if best_list.is_none_or(|list| priority(list, deny) == Ordering::Less) {
             return deny.caps;
         }
     }

@@ -48,8 +48,6 @@ const fn case(
 const R: C = C::READ;
 const L: C = C::LIST;
 const U: C = C::UPDATE;
-const D: C = C::DELETE;
-const P: C = C::PATCH;
 const DENY: C = C::DENY;
 const NONE: C = C::NONE;
 const RL: C = C::READ.union(C::LIST);
@@ -64,6 +62,7 @@ const CASES: &[Case] = &[
     case("glob applies to other paths", &[&[("secret/data/*", "update, delete"), ("secret/data/app", "read")]], "secret/data/other", UD),
     case("exact beats +", &[&[("secret/+/app", "update"), ("secret/data/app", "read")]], "secret/data/app", R),
     case("exact deny beats glob grant", &[&[("secret/*", "read"), ("secret/data/app", "deny")]], "secret/data/app", DENY),
+    case("an exact rule granting nothing hides the glob", &[&[("secret/*", "read"), ("secret/data/app", "")]], "secret/data/app", NONE),
     case("leading slash in request is ignored", &[&[("secret/data/app", "read")]], "/secret/data/app", R),
     // 2. A list request on `foo/` is matched by an exact rule `foo` (before any glob).
     case("list foo/ by exact foo", &[&[("secret/metadata/app", "list")]], "secret/metadata/app/", L),

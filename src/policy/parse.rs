@@ -405,10 +405,7 @@ mod tests {
     fn deny_wipes_the_rest_of_the_block() {
         let rule = one_rule(r#"path "s/*" { capabilities = ["read", "deny", "update"] }"#);
         assert_eq!(rule.capabilities, C::DENY);
-        let rule = one_rule(
-            r#"path "s/*" { policy = "deny"
-            capabilities = ["read"] }"#,
-        );
+        let rule = one_rule("path \"s/*\" {\n policy = \"deny\"\n capabilities = [\"read\"]\n}");
         assert_eq!(rule.capabilities, C::DENY);
     }
 
