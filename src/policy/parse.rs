@@ -70,7 +70,7 @@ pub fn parse(name: &str, text: &str) -> Result<Policy, PolicyError> {
 type RawBlock = (String, Vec<(String, Field)>);
 
 fn lower_hcl(text: &str) -> Result<Vec<RawBlock>, PolicyError> {
-    let body = hcl::parse(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+    let body = hcl::parse(text).map_err(hcl_error)?;
     let mut blocks = Vec::new();
     for structure in body.into_inner() {
         match structure {
@@ -100,6 +100,20 @@ fn lower_hcl(text: &str) -> Result<Vec<RawBlock>, PolicyError> {
         }
     }
     Ok(blocks)
+}
+
+/// One line, Vault-like (`At 3:5: ...`), instead of hcl-rs's multi-line caret diagram, so the
+/// message reads well inside a JSON `errors` array.
+fn hcl_error(err: hcl::Error) -> PolicyError {
+    PolicyError::Syntax(match &err {
+        hcl::Error::Parse(e) => format!(
+            "At {}:{}: {}",
+            e.location().line(),
+            e.location().column(),
+            e.message()
+        ),
+        other => other.to_string(),
+    })
 }
 
 /// The top-level `name` attribute is valid in Vault (a string, ignored there too: the name
@@ -300,223 +314,5 @@ fn check_path(label: &str, path: &str) -> Result<(), PolicyError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use Capabilities as C;
-
-    fn one_rule(text: &str) -> PathRule {
-        let policy = parse("p", text).expect("policy parses");
-        assert_eq!(policy.rules().len(), 1, "{text}");
-        policy.rules()[0].clone()
-    }
-
-    fn err(text: &str) -> String {
-        parse("p", text)
-            .expect_err("policy must be refused")
-            .to_string()
-    }
-
-    #[test]
-    fn hcl_form() {
-        let p = parse(
-            "app",
-            r#"
-            # comment
-            name = "ignored"
-            path "secret/data/*" {
-              capabilities = ["read", "list",]
-            }
-            // another comment
-            path "/secret/metadata/app" { capabilities = ["create", "patch", "sudo"] }
-            path "secret/+/x" {
-              capabilities = []
-              comment = "explicitly nothing"
-            }
-            "#,
-        )
-        .expect("parses");
-        assert_eq!(p.name, "app");
-        assert_eq!(
-            p.rules(),
-            &[
-                PathRule {
-                    path: "secret/data/*".into(),
-                    capabilities: C::READ | C::LIST
-                },
-                PathRule {
-                    path: "secret/metadata/app".into(),
-                    capabilities: C::CREATE | C::PATCH | C::SUDO
-                },
-                PathRule {
-                    path: "secret/+/x".into(),
-                    capabilities: C::NONE
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn json_form() {
-        let p = parse(
-            "j",
-            r#"{"name": "j", "path": {
-                "secret/data/*": {"capabilities": ["read", "update"]},
-                "secret/old": {"policy": "read"}
-            }}"#,
-        )
-        .expect("parses");
-        let mut rules = p.rules().to_vec();
-        rules.sort_by(|a, b| a.path.cmp(&b.path));
-        assert_eq!(rules[0].path, "secret/data/*");
-        assert_eq!(rules[0].capabilities, C::READ | C::UPDATE);
-        assert_eq!(rules[1].path, "secret/old");
-        assert_eq!(rules[1].capabilities, C::READ | C::LIST);
-
-        let listed = parse(
-            "j",
-            r#"{"path": [{"a": {"capabilities": ["list"]}}, {"b": {"capabilities": ["deny"]}}]}"#,
-        )
-        .expect("parses");
-        assert_eq!(listed.rules()[0].capabilities, C::LIST);
-        assert_eq!(listed.rules()[1].capabilities, C::DENY);
-    }
-
-    #[test]
-    fn legacy_shorthand_expansions() {
-        let write = C::CREATE | C::READ | C::UPDATE | C::DELETE | C::LIST;
-        for (legacy, want) in [
-            ("read", C::READ | C::LIST),
-            ("write", write),
-            ("sudo", write | C::SUDO),
-            ("deny", C::DENY),
-        ] {
-            let rule = one_rule(&format!("path \"secret\" {{ policy = \"{legacy}\" }}"));
-            assert_eq!(rule.capabilities, want, "{legacy}");
-        }
-        // hvac's prep_policy form; write predates patch and does not grant it.
-        let rule = one_rule(r#"path "secret" { policy = "write" }"#);
-        assert!(!rule.capabilities.contains(C::PATCH));
-        // policy and capabilities together: the union, as Vault appends them.
-        let both = one_rule("path \"s\" {\n policy = \"read\"\n capabilities = [\"patch\"]\n}");
-        assert_eq!(both.capabilities, C::READ | C::LIST | C::PATCH);
-    }
-
-    #[test]
-    fn deny_wipes_the_rest_of_the_block() {
-        let rule = one_rule(r#"path "s/*" { capabilities = ["read", "deny", "update"] }"#);
-        assert_eq!(rule.capabilities, C::DENY);
-        let rule = one_rule("path \"s/*\" {\n policy = \"deny\"\n capabilities = [\"read\"]\n}");
-        assert_eq!(rule.capabilities, C::DENY);
-    }
-
-    #[test]
-    fn errors_have_clear_messages() {
-        assert_eq!(err(""), "failed to parse policy: policy is empty");
-        assert_eq!(err("  \n\t "), "failed to parse policy: policy is empty");
-        assert!(err("path \"x\" {").starts_with("failed to parse policy: "));
-        assert!(err("{not json").starts_with("failed to parse policy: "));
-        assert_eq!(
-            err(r#"path "x" { capabilities = ["read", "foo"] }"#),
-            r#"failed to parse policy: path "x": invalid capability "foo""#
-        );
-        assert_eq!(
-            err(r#"path "x" { policy = "admin" }"#),
-            r#"failed to parse policy: path "x": invalid policy "admin""#
-        );
-        assert_eq!(
-            err(r#"path "a/+*" { capabilities = ["read"] }"#),
-            r#"failed to parse policy: path "a/+*": invalid use of wildcards ('+*' is forbidden)"#
-        );
-        assert_eq!(
-            err(r#"path "a/*/b" { capabilities = ["read"] }"#),
-            r#"failed to parse policy: path "a/*/b": invalid use of wildcards ('*' is only allowed at the end)"#
-        );
-        assert!(
-            err(r#"path "a/**" { capabilities = ["read"] }"#).contains("only allowed at the end")
-        );
-        assert_eq!(
-            err(r#"path "x" { comment = "grants nothing" }"#),
-            r#"failed to parse policy: path "x": missing "capabilities" (or legacy "policy")"#
-        );
-        assert_eq!(
-            err(r#"path "x" { capabilities = "read" }"#),
-            r#"failed to parse policy: path "x": "capabilities" must be a list of strings"#
-        );
-        assert!(err(r#"path "x" { capabilities = ["read", 3] }"#).contains("list of strings"));
-        assert!(err(r#"path "x" { policy = ["read"] }"#).contains("\"policy\" must be a string"));
-        assert!(err(r#"path "x" {
-            capabilities = ["read"]
-            capabilities = ["list"]
-        }"#)
-        .contains("redefined attribute"));
-        assert_eq!(
-            err(r#"path "identity/entity/id/{{identity.entity.id}}" { capabilities = ["read"] }"#),
-            "failed to parse policy: path \"identity/entity/id/{{identity.entity.id}}\": \
-             templated policy paths are not supported by kvseal"
-        );
-    }
-
-    #[test]
-    fn unsupported_restrictions_are_refused() {
-        for (key, value) in [
-            ("allowed_parameters", r#"{ "ttl" = [] }"#),
-            ("denied_parameters", r#"{ "*" = [] }"#),
-            ("required_parameters", r#"["ttl"]"#),
-            ("min_wrapping_ttl", r#""1m""#),
-            ("max_wrapping_ttl", r#""1h""#),
-            ("mfa_methods", r#"["duo"]"#),
-        ] {
-            let text =
-                format!("path \"secret/*\" {{\n capabilities = [\"read\"]\n {key} = {value}\n}}");
-            assert_eq!(
-                err(&text),
-                format!(
-                    "failed to parse policy: path \"secret/*\": \"{key}\" is not supported by kvseal \
-                     (refused rather than silently not enforced)"
-                ),
-                "{key}"
-            );
-        }
-        // control_group is a nested block in HCL.
-        let text = r#"path "secret/*" {
-            capabilities = ["read"]
-            control_group {
-                factor "ops" {
-                    identity {
-                        group_names = ["ops"]
-                        approvals = 1
-                    }
-                }
-            }
-        }"#;
-        assert!(err(text).contains("\"control_group\" is not supported by kvseal"));
-        let json =
-            r#"{"path": {"s/*": {"capabilities": ["read"], "allowed_parameters": {"a": []}}}}"#;
-        assert!(err(json).contains("\"allowed_parameters\" is not supported by kvseal"));
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        assert_eq!(
-            err("path \"x\" {\n capabilities = [\"read\"]\n capabilites = [\"list\"]\n}"),
-            r#"failed to parse policy: path "x": invalid key "capabilites""#
-        );
-        assert_eq!(
-            err(r#"paths "x" { capabilities = ["read"] }"#),
-            r#"failed to parse policy: invalid key "paths""#
-        );
-        assert_eq!(
-            err("version = 2\npath \"x\" { capabilities = [\"read\"] }"),
-            r#"failed to parse policy: invalid key "version""#
-        );
-        assert_eq!(
-            err(r#"{"paths": {"x": {"capabilities": ["read"]}}}"#),
-            r#"failed to parse policy: invalid key "paths""#
-        );
-        assert_eq!(
-            err(r#"path { capabilities = ["read"] }"#),
-            "failed to parse policy: a path block needs exactly one label, the path"
-        );
-        assert!(err(r#"{"path": "x"}"#).contains("\"path\" must be an object"));
-    }
-}
+#[path = "parse_tests.rs"]
+mod tests;
