@@ -29,6 +29,10 @@ import requests
 
 ROOT_TOKEN = "root"
 
+# The OKMS domain the kvseal dev server serves (backed by its kv-v2 mount `secret/`).
+# OpenBao has no OKMS API: tests that use it are skipped when TARGET == "bao".
+OKMS_ID = "6f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
 # RFC3339Nano as Go prints it: UTC, "Z" suffix, 0-9 fractional digits with
 # trailing zeros trimmed (so never a bare "." and never a trailing 0).
 RFC3339NANO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,8}[1-9])?Z$")
@@ -100,6 +104,7 @@ def server(tmp_path_factory):
         cmd = [
             binary, "server", "--dev", f"--dev-root-token-id={ROOT_TOKEN}",
             f"--dev-listen-address=127.0.0.1:{port}",
+            f"--dev-okms-id={OKMS_ID}",
         ]
     else:
         cmd = [
@@ -319,3 +324,92 @@ def bao(addr, token, cli_home):
         return CliResult(p.returncode, out, p.stderr, p.stdout)
 
     return run
+
+
+# ---------------------------------------------------------------- OKMS API
+
+
+def okms_only() -> None:
+    if TARGET == "bao":
+        pytest.skip("OpenBao has no OKMS API (/api/{okmsId}/...)")
+
+
+@pytest.fixture(scope="session")
+def okms_id() -> str:
+    okms_only()
+    return OKMS_ID
+
+
+class Okms:
+    """Raw-HTTP helper for the OKMS API: base URL ``{addr}/api/{okms_id}``.
+
+    Sends ``Authorization: Bearer <token>`` (okms-cli's token auth) unless
+    ``token=None`` or another ``headers["Authorization"]`` is given.
+    """
+
+    def __init__(self, addr: str, okms_id: str, token: str):
+        self.addr = addr
+        self.okms_id = okms_id
+        self.base = f"{addr}/api/{okms_id}"
+        self.token = token
+        self.s = requests.Session()
+
+    def request(self, method: str, path: str, token: Any = "default", **kw) -> requests.Response:
+        headers = dict(kw.pop("headers", {}) or {})
+        tok = self.token if token == "default" else token
+        if tok is not None:
+            headers.setdefault("Authorization", f"Bearer {tok}")
+        kw.setdefault("timeout", 15)
+        return self.s.request(method, f"{self.base}/{path.lstrip('/')}", headers=headers, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def put(self, path, **kw):
+        return self.request("PUT", path, **kw)
+
+    def patch(self, path, **kw):
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+@pytest.fixture(scope="session")
+def okms(addr, okms_id, token) -> Okms:
+    return Okms(addr, okms_id, token)
+
+
+# v2 timestamps: UTC, whole seconds (okms-cli's tests match this exactly).
+OKMS_V2_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+# error_code categories (bits 12-15), as okms-sdk-go's errors.go names them.
+CAT_ARGUMENT = 2
+CAT_AUTHENTICATION = 3
+CAT_NOT_FOUND = 5
+CAT_CONFLICT = 10
+
+
+def assert_okms_error(r: requests.Response, status: int, category: int, extra_keys=()) -> dict:
+    """Checks an OKMS ErrorResponse: exact keys and types, and the error_code bit layout
+    (3<<24 REST | 4<<16 SecretsApi | category<<12 | n). Returns the parsed body."""
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers.get("Content-Type", "").split(";")[0].strip() == "application/json", r.headers
+    b = r.json()
+    assert isinstance(b, dict), b
+    assert set(b) == {"error_id", "error_code", "errors", "request_id", *extra_keys}, b
+    assert isinstance(b["error_id"], str) and b["error_id"], b
+    assert isinstance(b["request_id"], str) and b["request_id"], b
+    assert isinstance(b["errors"], list) and b["errors"], b
+    assert all(isinstance(e, str) and e for e in b["errors"]), b
+    code = b["error_code"]
+    assert isinstance(code, int) and not isinstance(code, bool), b
+    assert 0 < code < 2**31, b  # int32 per the OpenAPI file
+    assert code >> 24 == 3, hex(code)            # major: REST
+    assert (code >> 16) & 0xFF == 4, hex(code)   # minor: SecretsApi
+    cats = set(category) if isinstance(category, (set, tuple, list, frozenset)) else {category}
+    assert (code >> 12) & 0xF in cats, (hex(code), category)
+    return b

@@ -72,7 +72,11 @@ pub struct Storage {
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SealType {
+    /// The seal key lives in a file; the server unseals itself at start.
     File,
+    /// The seal key is split into shares at `sys/init`; the server starts sealed and is unsealed
+    /// with `sys/unseal` (`vault operator unseal`).
+    Shamir,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,8 +84,9 @@ pub enum SealType {
 pub struct Seal {
     #[serde(rename = "type")]
     pub kind: SealType,
-    /// The root key file (created with mode 0600 at first start when missing).
-    pub key_file: PathBuf,
+    /// The seal key file (`type = "file"` only; created with mode 0600 at first start when missing).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,8 +158,21 @@ impl Config {
         if self.storage.path.as_os_str().is_empty() {
             return Err(("storage.path", "must not be empty".into()));
         }
-        if self.seal.key_file.as_os_str().is_empty() {
-            return Err(("seal.key_file", "must not be empty".into()));
+        match (self.seal.kind, &self.seal.key_file) {
+            (SealType::File, None) => {
+                return Err(("seal.key_file", "is required with type = \"file\"".into()))
+            }
+            (SealType::File, Some(p)) if p.as_os_str().is_empty() => {
+                return Err(("seal.key_file", "must not be empty".into()))
+            }
+            (SealType::Shamir, Some(_)) => {
+                return Err((
+                    "seal.key_file",
+                    "is not used with type = \"shamir\" (the key is split into unseal shares)"
+                        .into(),
+                ))
+            }
+            _ => {}
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err((
@@ -206,6 +224,13 @@ mod tests {
         let e = load_str(&GOOD.replace("127.0.0.1:8200", "nowhere")).unwrap_err();
         assert!(e.contains("listener.address"), "{e}");
         let e = load_str(&GOOD.replace("\"file\"", "\"shamir\"")).unwrap_err();
-        assert!(e.contains("shamir"), "{e}");
+        assert!(e.contains("seal.key_file"), "{e}");
+        let e = load_str(&GOOD.replace("\"file\"", "\"hsm\"")).unwrap_err();
+        assert!(e.contains("hsm"), "{e}");
+        let ok = load_str(&GOOD.replace(
+            "type = \"file\"\nkey_file = \"/tmp/x/k\"",
+            "type = \"shamir\"",
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }

@@ -14,7 +14,7 @@ use crate::config::{Config, Synchronous};
 use crate::crypto::load_or_create_key_file;
 use crate::engine::clock::Clock;
 use crate::engine::path::MountPath;
-use crate::engine::Engine;
+use crate::engine::{Engine, SealMode};
 use crate::storage::{Durability, Store};
 use crate::vault;
 
@@ -60,7 +60,7 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 *address,
                 crate::config::DEFAULT_MAX_REQUEST_SIZE,
                 dir,
-                key,
+                Some(key),
                 Durability::Full,
                 true,
             )
@@ -100,10 +100,14 @@ pub fn run(mode: Mode) -> Result<(), String> {
             .collect(),
     };
     let store = Store::open(&dir, durability).map_err(|e| e.to_string())?;
-    let root_key =
-        load_or_create_key_file(&key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let seal_mode = match &key_file {
+        Some(path) => SealMode::File(
+            load_or_create_key_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        ),
+        None => SealMode::Shamir,
+    };
     let engine =
-        Arc::new(Engine::open(store, root_key, Clock::default()).map_err(|e| e.to_string())?);
+        Arc::new(Engine::open(store, seal_mode, Clock::default()).map_err(|e| e.to_string())?);
 
     let result = actix_web::rt::System::new().block_on(async {
         if engine.seal_status() == crate::engine::SealStatus::Unsealed {
@@ -119,11 +123,11 @@ pub fn run(mode: Mode) -> Result<(), String> {
             ..
         } = &mode
         {
-            let token = engine
-                .init(root_token.clone())
+            let out = engine
+                .init(root_token.clone(), 1, 1)
                 .await
                 .map_err(|e| e.to_string())?;
-            print_dev_banner(address, token.expose(), okms_id.as_ref());
+            print_dev_banner(address, out.root_token.expose(), okms_id.as_ref());
         }
         serve(engine.clone(), address, max_request_size, okms_domains).await
     });

@@ -13,7 +13,7 @@ use crate::engine::path::MountPath;
 pub const OKMS_ID: uuid::Uuid = uuid::uuid!("2b7c4bd5-0e1c-4f4f-9a7a-4e8f4d4c2a11");
 use crate::crypto::Key32;
 use crate::engine::clock::Clock;
-use crate::engine::Engine;
+use crate::engine::{Engine, SealMode};
 use crate::storage::{Durability, Store};
 
 /// The real engine on SQLite in a temp directory and the whole app (both APIs), initialised with the
@@ -47,8 +47,21 @@ impl Resp {
 pub async fn harness() -> Harness {
     let dir = std::env::temp_dir().join(format!("kvseal-test-{}", uuid::Uuid::new_v4()));
     let store = Store::open(&dir, Durability::Normal).unwrap();
-    let engine = Arc::new(Engine::open(store, Key32::random(), Clock::default()).unwrap());
-    engine.init(Some("root".into())).await.unwrap();
+    let engine =
+        Arc::new(Engine::open(store, SealMode::File(Key32::random()), Clock::default()).unwrap());
+    engine.init(Some("root".into()), 1, 1).await.unwrap();
+    Harness {
+        engine,
+        dir,
+        max: 1024 * 1024,
+    }
+}
+
+/// An uninitialised server with the Shamir seal.
+pub fn harness_shamir() -> Harness {
+    let dir = std::env::temp_dir().join(format!("kvseal-test-{}", uuid::Uuid::new_v4()));
+    let store = Store::open(&dir, Durability::Normal).unwrap();
+    let engine = Arc::new(Engine::open(store, SealMode::Shamir, Clock::default()).unwrap());
     Harness {
         engine,
         dir,
@@ -57,6 +70,18 @@ pub async fn harness() -> Harness {
 }
 
 impl Harness {
+    /// Restarts the engine on the same files (the old one is dropped first).
+    pub fn reopen(&mut self, mode: SealMode) {
+        let placeholder = Store::open(&self.dir.join("scratch"), Durability::Normal).unwrap();
+        let old = std::mem::replace(
+            &mut self.engine,
+            Arc::new(Engine::open(placeholder, SealMode::Shamir, Clock::default()).unwrap()),
+        );
+        drop(old);
+        let store = Store::open(&self.dir, Durability::Normal).unwrap();
+        self.engine = Arc::new(Engine::open(store, mode, Clock::default()).unwrap());
+    }
+
     /// A request with a given token.
     pub async fn call_as(
         &self,

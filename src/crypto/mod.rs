@@ -22,8 +22,11 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::engine::error::EngineError;
 
+pub mod shamir;
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const KEYRING_AAD: &[u8] = b"kvseal/keyring/v1";
+const ROOT_KEY_AAD: &[u8] = b"kvseal/root-key/v1";
 
 /// A 32-byte key that is wiped from memory when dropped.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -34,6 +37,15 @@ impl Key32 {
         let mut k = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut k);
         Self(k)
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let arr: [u8; 32] = bytes.try_into().ok()?;
+        Some(Self(arr))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -145,6 +157,26 @@ impl Keyring {
         (*id, key)
     }
 
+    /// The id (Vault's "term") of the key that seals new writes, and when it was installed.
+    pub fn active_term(&self) -> (u32, i64) {
+        self.keys
+            .last()
+            .map(|(id, _, t)| (*id, *t))
+            .unwrap_or((0, 0))
+    }
+
+    /// A copy of this keyring with one more key, which becomes the active one. Old keys stay so old
+    /// versions still open (`sys/rotate`).
+    pub fn rotated(&self, now_ns: i64) -> Self {
+        let mut keys = self.keys.clone();
+        let next = keys.last().map(|(id, _, _)| id + 1).unwrap_or(1);
+        keys.push((next, Key32::random(), now_ns));
+        Self {
+            keys,
+            token_hmac_key: self.token_hmac_key.clone(),
+        }
+    }
+
     /// Seals a value; returns the key id to store beside it.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> (u32, Sealed) {
         let (id, key) = self.active();
@@ -226,7 +258,24 @@ impl Keyring {
     }
 }
 
-/// Loads the root key from `path`, creating it (mode 0600, 32 random bytes, base64) when missing.
+/// Seals the root key under the seal's key (the key file, or the key the Shamir shares combine to).
+pub fn seal_root_key(seal_key: &Key32, root: &Key32) -> Vec<u8> {
+    let sealed = seal_with(seal_key, &root.0, ROOT_KEY_AAD);
+    let mut out = sealed.nonce;
+    out.extend_from_slice(&sealed.ciphertext);
+    out
+}
+
+/// Opens the stored root key; a wrong seal key fails here.
+pub fn open_root_key(seal_key: &Key32, blob: &[u8]) -> Result<Key32, EngineError> {
+    if blob.len() < 24 {
+        return Err(EngineError::Crypto);
+    }
+    let bytes = open_with(seal_key, &blob[..24], &blob[24..], ROOT_KEY_AAD)?;
+    Key32::from_slice(&bytes).ok_or(EngineError::Crypto)
+}
+
+/// Loads the seal key from `path`, creating it (mode 0600, 32 random bytes, base64) when missing.
 pub fn load_or_create_key_file(path: &Path) -> std::io::Result<Key32> {
     match std::fs::File::open(path) {
         Ok(mut f) => {

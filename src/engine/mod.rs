@@ -8,10 +8,12 @@ pub mod model;
 mod mounts;
 pub mod path;
 mod policies;
+mod rewrap;
+pub mod seal;
 mod states;
 pub mod tokens;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::crypto::{Key32, Keyring};
 use crate::storage::{rows, Store};
@@ -19,127 +21,79 @@ use clock::Clock;
 use error::{EngineError, EngineResult};
 use model::Mount;
 
+pub use seal::{SealMode, SealStatus};
 pub use states::{SecretSummary, SecretView};
 pub use tokens::{Identity, Token};
 
-const KEYRING_FACT: &str = "keyring";
-
-/// Where the engine stands with respect to its keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SealStatus {
-    /// No keyring yet: `sys/init` has not run.
-    Uninitialized,
-    /// Initialised, but the keyring is not open (the root key does not open it).
-    Sealed,
-    Unsealed,
+/// The keys in memory while unsealed. All are wiped from memory on seal (Key32 zeroizes on drop).
+#[derive(Default)]
+struct Unsealed {
+    /// The key that opens the stored root key (the key file's, or what the Shamir shares combine to).
+    seal_key: Option<Key32>,
+    root_key: Option<Key32>,
+    keyring: Option<Arc<Keyring>>,
 }
 
 pub struct Engine {
     store: Store,
     clock: Clock,
-    root_key: Key32,
-    keyring: RwLock<Option<Arc<Keyring>>>,
+    seal_mode: SealMode,
+    keys: RwLock<Unsealed>,
     initialized: RwLock<bool>,
+    /// Unseal shares given so far (Shamir), wiped when used or reset.
+    unseal_progress: Mutex<Vec<zeroize::Zeroizing<Vec<u8>>>>,
     mounts: RwLock<Arc<Vec<Mount>>>,
     policies: RwLock<policies::PolicyCache>,
     init_lock: tokio::sync::Mutex<()>,
+    rewrap: rewrap::RewrapState,
 }
 
 impl Engine {
-    /// Opens the engine over a store with the root key from the seal. A root key that does not open the
-    /// stored keyring leaves the engine sealed: it serves 503, never garbage.
-    pub fn open(store: Store, root_key: Key32, clock: Clock) -> EngineResult<Self> {
-        let blob = store.read(|c| rows::get_fact(c, KEYRING_FACT))?;
-        let (initialized, keyring) = match blob {
-            None => (false, None),
-            Some(blob) => match Keyring::open_under(&root_key, &blob) {
-                Ok(k) => (true, Some(Arc::new(k))),
-                Err(_) => {
-                    tracing::error!(
-                        "the root key does not open the stored keyring (wrong key file?); staying sealed"
-                    );
-                    (true, None)
-                }
-            },
-        };
+    /// Opens the engine over a store. With the file seal it unseals itself with the key file; a key
+    /// that does not open the stored keys leaves it sealed (503), never serving garbage. With the
+    /// Shamir seal it starts sealed until `sys/unseal` has enough shares.
+    pub fn open(store: Store, seal_mode: SealMode, clock: Clock) -> EngineResult<Self> {
+        let initialized = store
+            .read(|c| rows::get_fact(c, seal::KEYRING_FACT))?
+            .is_some();
+        if initialized {
+            seal::check_mode(&store, &seal_mode)?;
+        }
         let mounts = store.read(rows::load_mounts)?;
         let policy_cache = policies::load_cache(&store)?;
-        Ok(Self {
+        let engine = Self {
             store,
             clock,
-            root_key,
-            keyring: RwLock::new(keyring),
+            seal_mode,
+            keys: RwLock::new(Unsealed::default()),
             initialized: RwLock::new(initialized),
+            unseal_progress: Mutex::new(Vec::new()),
             mounts: RwLock::new(Arc::new(mounts)),
             policies: RwLock::new(policy_cache),
             init_lock: tokio::sync::Mutex::new(()),
-        })
+            rewrap: rewrap::RewrapState::default(),
+        };
+        if initialized {
+            if let SealMode::File(key) = &engine.seal_mode {
+                if let Err(e) = engine.unseal_with(key.clone()) {
+                    tracing::error!(error = %e, "the key file does not open the stored keys (wrong key file?); staying sealed");
+                }
+            }
+        }
+        Ok(engine)
     }
 
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
 
-    pub fn seal_status(&self) -> SealStatus {
-        if !*self.initialized.read().unwrap_or_else(|p| p.into_inner()) {
-            SealStatus::Uninitialized
-        } else if self
-            .keyring
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-        {
-            SealStatus::Unsealed
-        } else {
-            SealStatus::Sealed
-        }
-    }
-
     fn keyring(&self) -> EngineResult<Arc<Keyring>> {
-        self.keyring
+        self.keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .keyring
             .clone()
             .ok_or(EngineError::Sealed)
-    }
-
-    /// Initialises the store: a new keyring sealed by the root key, a root token, and a kv-v2 mount
-    /// at `secret/` (as `vault operator init` followed by Vault's default dev setup). Returns the root
-    /// token. `root_token` picks its value (dev mode's `--dev-root-token-id`).
-    pub async fn init(&self, root_token: Option<String>) -> EngineResult<Token> {
-        let _one_at_a_time = self.init_lock.lock().await;
-        if self.seal_status() != SealStatus::Uninitialized {
-            return Err(EngineError::AlreadyInitialized);
-        }
-        let now = self.clock.now();
-        let keyring = Arc::new(Keyring::generate(now));
-        let sealed = keyring.seal_under(&self.root_key);
-        let token = root_token.map(Token::new).unwrap_or_else(Token::generate);
-        let row = tokens::root_token_row(&keyring, &token, now);
-        let secret_mount = mounts::new_mount_record(
-            model::MountSpec {
-                kind: "kv".into(),
-                description: "key/value secret storage".into(),
-                options: [("version".to_string(), "2".to_string())].into(),
-                ..Default::default()
-            },
-            path::MountPath::parse("secret")?,
-            2,
-            now,
-        );
-        self.store
-            .write(move |c| {
-                rows::put_fact(c, KEYRING_FACT, &sealed)?;
-                crate::storage::token_rows::insert_token(c, &row)?;
-                rows::insert_mount(c, &secret_mount)?;
-                Ok(())
-            })
-            .await?;
-        *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = Some(keyring);
-        *self.initialized.write().unwrap_or_else(|p| p.into_inner()) = true;
-        self.ensure_default_policy().await?;
-        self.reload_mounts()?;
-        Ok(token)
     }
 
     fn reload_mounts(&self) -> EngineResult<()> {

@@ -13,6 +13,8 @@ mod v1;
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::app::{self, AppState, BodyError};
@@ -36,7 +38,7 @@ impl OkmsCtx<'_> {
 
 /// A request being served on one domain.
 pub struct OkmsCtx<'a> {
-    pub engine: &'a Engine,
+    pub engine: &'a Arc<Engine>,
     /// The caller's ACL: the OKMS API is governed by the same policies as the Vault API, each
     /// operation checked on the Vault path it touches (see `secrets.rs` and the README's table).
     pub acl: Acl,
@@ -78,7 +80,7 @@ async fn serve(
     let okms_id = uuid::Uuid::parse_str(id).map_err(|_| unknown())?;
     let mount_path = state.okms_domains.get(&okms_id).ok_or_else(unknown)?;
 
-    let engine = state.engine.as_ref();
+    let engine = &state.engine;
     if engine.seal_status() != SealStatus::Unsealed {
         return Err(OkmsError::Sealed);
     }

@@ -75,7 +75,10 @@ pub async fn route(ctx: &OkmsCtx<'_>, raw_rest: &str, rid: &str) -> OkmsResult<H
     } else {
         return Err(OkmsError::NoRoute(format!("/v1/{path}")));
     };
-    Ok(render(reply, rid, page))
+    // Only the data endpoint's 404 (GetErrorResponseWithMetadata, PatchErrorResponseWithMetadata)
+    // may carry `data`; every other 404 is a plain ErrorResponse (additionalProperties: false).
+    let data_in_errors = path.starts_with("secret/data/");
+    Ok(render(reply, rid, page, data_in_errors))
 }
 
 /// The `vault kv` preflight, so that `VAULT_ADDR=http://host/api/{okmsId} vault kv get -mount=secret x`
@@ -101,7 +104,7 @@ fn envelope(rid: &str, data: Value, warnings: Option<Vec<String>>) -> Value {
 }
 
 /// Renders a Vault handler's reply in OKMS's shapes.
-fn render(reply: Reply, rid: &str, page: Option<usize>) -> HttpResponse {
+fn render(reply: Reply, rid: &str, page: Option<usize>, data_in_errors: bool) -> HttpResponse {
     match reply {
         Reply::Data(mut d) => {
             let mut next = None;
@@ -134,7 +137,7 @@ fn render(reply: Reply, rid: &str, page: Option<usize>) -> HttpResponse {
                 .unwrap_or_else(|| "the version is deactivated or deleted".into());
             let err = OkmsError::NotFound(message);
             let mut body = err.body(rid);
-            if !data.is_null() {
+            if data_in_errors && !data.is_null() {
                 body["data"] = data;
             }
             json_response(status, &body)

@@ -319,6 +319,68 @@ pub fn insert_version(
     Ok(())
 }
 
+/// A version sealed under an older key (for rewrapping).
+pub struct StaleVersion {
+    pub mount_id: i64,
+    pub path: String,
+    pub version: u64,
+    pub key_id: u32,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+pub fn stale_versions(
+    conn: &Connection,
+    active: u32,
+    limit: usize,
+) -> EngineResult<Vec<StaleVersion>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT mount_id, path, version, key_id, nonce, ciphertext FROM versions
+         WHERE ciphertext IS NOT NULL AND key_id != ?1 LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![active, limit as i64], |r| {
+        Ok(StaleVersion {
+            mount_id: r.get(0)?,
+            path: r.get(1)?,
+            version: r.get::<_, i64>(2)? as u64,
+            key_id: r.get(3)?,
+            nonce: r.get(4)?,
+            ciphertext: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub fn count_stale_versions(conn: &Connection, active: u32) -> EngineResult<u64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM versions WHERE ciphertext IS NOT NULL AND key_id != ?1",
+        )?
+        .query_row([active], |r| r.get::<_, i64>(0))? as u64)
+}
+
+pub fn replace_blob(
+    conn: &Connection,
+    mount_id: i64,
+    path: &str,
+    version: u64,
+    blob: &SealedBlob,
+) -> EngineResult<()> {
+    conn.prepare_cached(
+        "UPDATE versions SET key_id = ?4, nonce = ?5, ciphertext = ?6
+         WHERE mount_id = ?1 AND path = ?2 AND version = ?3 AND ciphertext IS NOT NULL",
+    )?
+    .execute(params![
+        mount_id,
+        path,
+        version as i64,
+        blob.0,
+        blob.1,
+        blob.2
+    ])?;
+    Ok(())
+}
+
 /// Sets a version's deletion time (soft delete, undelete, schedule).
 pub fn set_deletion(
     conn: &Connection,

@@ -9,9 +9,21 @@ use crate::engine::Engine;
 use crate::policy::{Acl, Capabilities};
 
 /// Paths that need `sudo` on top of the operation's capability (Vault's "root paths" that kvseal
-/// serves: the token store's `accessors` and `revoke-orphan`).
+/// serves: the token store's `accessors` and `revoke-orphan`, seal, rotation, audit devices, and
+/// snapshots; `sys/rewrap` is kvseal's own and is protected the same way).
 fn needs_sudo(path: &str) -> bool {
-    path.starts_with("auth/token/accessors") || path.starts_with("auth/token/revoke-orphan")
+    const SUDO: [&str; 8] = [
+        "auth/token/accessors",
+        "auth/token/revoke-orphan",
+        "sys/seal",
+        "sys/rotate",
+        "sys/rewrap",
+        "sys/audit",
+        "sys/storage/raft/snapshot",
+        "sys/backup",
+    ];
+    SUDO.iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
 /// Whether an update on this path creates something new. KV v2 `data/` and `metadata/` have an

@@ -16,10 +16,15 @@ pub mod response;
 mod sys_health;
 pub(crate) mod sys_mounts;
 mod sys_policy;
+mod sys_seal;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_acl;
+#[cfg(test)]
+mod tests_seal;
+
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -39,7 +44,7 @@ impl Ctx<'_> {
 
 /// A request being served: the engine, the parsed request and, once authenticated, the caller.
 pub struct Ctx<'a> {
-    pub engine: &'a Engine,
+    pub engine: &'a Arc<Engine>,
     pub req: &'a VaultRequest,
     pub identity: Option<Identity>,
     /// The caller's ACL (root's allows everything).
@@ -84,11 +89,11 @@ async fn dispatch(
 fn is_unauthenticated(path: &str) -> bool {
     matches!(
         path,
-        "sys/health" | "sys/seal-status" | "sys/leader" | "sys/init"
+        "sys/health" | "sys/seal-status" | "sys/leader" | "sys/init" | "sys/unseal"
     )
 }
 
-async fn route(engine: &Engine, req: &VaultRequest) -> VaultResult<(Reply, &'static str)> {
+async fn route(engine: &Arc<Engine>, req: &VaultRequest) -> VaultResult<(Reply, &'static str)> {
     let path = req.path.as_str();
     if is_unauthenticated(path) {
         return Ok((sys_health::route(engine, req).await?, "system"));
@@ -116,6 +121,9 @@ async fn route(engine: &Engine, req: &VaultRequest) -> VaultResult<(Reply, &'sta
     };
     if let Some(rest) = path.strip_prefix("sys/") {
         if let Some(r) = sys_policy::route(&ctx, rest).await {
+            return Ok((r?, "system"));
+        }
+        if let Some(r) = sys_seal::route(&ctx, rest).await {
             return Ok((r?, "system"));
         }
         return Ok((sys_mounts::route(&ctx, rest).await?, "system"));

@@ -4,6 +4,8 @@
 use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 
+use base64::Engine as _;
+
 use super::decode;
 use super::error::{VaultError, VaultResult};
 use super::request::{Op, VaultRequest};
@@ -24,6 +26,7 @@ pub async fn route(engine: &Engine, req: &VaultRequest) -> VaultResult<Reply> {
             json!({"initialized": engine.seal_status() != SealStatus::Uninitialized}),
         )),
         ("sys/init", Op::Update) => init(engine, req).await,
+        ("sys/unseal", Op::Update) => unseal(engine, req).await,
         _ => Err(VaultError::UnsupportedOperation),
     }
 }
@@ -67,15 +70,16 @@ fn health(engine: &Engine, req: &VaultRequest) -> Reply {
     Reply::RawJson(code, body)
 }
 
-fn seal_status(engine: &Engine) -> Value {
-    let status = engine.seal_status();
+/// `sys/seal-status` (and the answer of `sys/unseal`): raw JSON, as the Go client decodes it.
+pub fn seal_status(engine: &Engine) -> Value {
+    let info = engine.seal_info();
     json!({
-        "type": "file",
-        "initialized": status != SealStatus::Uninitialized,
-        "sealed": status != SealStatus::Unsealed,
-        "t": 1,
-        "n": 1,
-        "progress": 0,
+        "type": info.kind,
+        "initialized": info.status != SealStatus::Uninitialized,
+        "sealed": info.status != SealStatus::Unsealed,
+        "t": info.threshold,
+        "n": info.shares,
+        "progress": info.progress,
         "nonce": "",
         "version": VAULT_VERSION,
         "build_date": "",
@@ -110,24 +114,73 @@ fn leader(engine: &Engine) -> Reply {
     )
 }
 
-/// `PUT sys/init`. With the file seal there are no unseal keys to hand out: `keys` are empty and the
-/// server is unsealed as soon as it is initialised. `secret_shares`/`secret_threshold` are accepted
-/// (hvac and `vault operator init` send them) and checked for sanity only.
+/// `PUT sys/init` (`vault operator init`, hvac's `sys.initialize`). With the file seal there are no
+/// unseal keys to hand out and the server is unsealed at once; with the Shamir seal the response
+/// carries `secret_shares` keys (hex and base64), any `secret_threshold` of which unseal it.
 async fn init(engine: &Engine, req: &VaultRequest) -> VaultResult<Reply> {
-    for field in ["secret_shares", "secret_threshold"] {
-        if let Some(v) = req.body.get(field) {
-            if decode::int(v, field)? < 0 {
-                return Err(VaultError::bad(format!("{field} must not be negative")));
+    let count = |field: &str| -> VaultResult<Option<usize>> {
+        match req.body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => {
+                let n = decode::int(v, field)?;
+                usize::try_from(n)
+                    .map(Some)
+                    .map_err(|_| VaultError::bad(format!("{field} must not be negative")))
             }
         }
-    }
-    let token = engine.init(None).await?;
+    };
+    let shares = count("secret_shares")?.unwrap_or(1);
+    let threshold = count("secret_threshold")?.unwrap_or(1);
+    let out = engine.init(None, shares, threshold).await?;
+    let hex: Vec<String> = out
+        .shares
+        .iter()
+        .map(|s| s.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    let b64: Vec<String> = out
+        .shares
+        .iter()
+        .map(|s| base64::engine::general_purpose::STANDARD.encode(s.as_slice()))
+        .collect();
     Ok(Reply::RawJson(
         StatusCode::OK,
         json!({
-            "keys": [],
-            "keys_base64": [],
-            "root_token": token.expose(),
+            "keys": hex,
+            "keys_base64": b64,
+            "root_token": out.root_token.expose(),
         }),
     ))
+}
+
+/// `PUT sys/unseal` `{"key": "<hex or base64 share>"}` or `{"reset": true}`: the seal status back.
+async fn unseal(engine: &Engine, req: &VaultRequest) -> VaultResult<Reply> {
+    let reset = match req.body.get("reset") {
+        Some(v) => decode::bool_(v, "reset")?,
+        None => false,
+    };
+    let key = match req.body.get("key").filter(|v| !v.is_null()) {
+        Some(v) => {
+            let s = decode::string(v, "key")?;
+            let s = s.trim();
+            // Vault takes a share in hex or in base64.
+            let bytes = decode_hex(s)
+                .or_else(|| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                .ok_or_else(|| VaultError::bad("'key' must be a valid hex or base64 string"))?;
+            Some(zeroize::Zeroizing::new(bytes))
+        }
+        None if !reset => return Err(VaultError::bad("missing required input key")),
+        None => None,
+    };
+    engine.unseal(key.as_deref().map(|k| k.as_slice()), reset)?;
+    Ok(Reply::RawJson(StatusCode::OK, seal_status(engine)))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::crypto::Key32;
 use crate::engine::clock::Clock;
-use crate::engine::Engine;
+use crate::engine::{Engine, SealMode};
 use crate::storage::{Durability, Store};
 use crate::testutil::{harness, Harness};
 use std::sync::Arc;
@@ -965,11 +965,13 @@ async fn wrong_root_key_stays_sealed() {
     let dir = std::env::temp_dir().join(format!("kvseal-test-{}", uuid::Uuid::new_v4()));
     {
         let store = Store::open(&dir, Durability::Normal).unwrap();
-        let engine = Engine::open(store, Key32::random(), Clock::default()).unwrap();
-        engine.init(Some("root".into())).await.unwrap();
+        let engine =
+            Engine::open(store, SealMode::File(Key32::random()), Clock::default()).unwrap();
+        engine.init(Some("root".into()), 1, 1).await.unwrap();
     }
     let store = Store::open(&dir, Durability::Normal).unwrap();
-    let engine = Arc::new(Engine::open(store, Key32::random(), Clock::default()).unwrap());
+    let engine =
+        Arc::new(Engine::open(store, SealMode::File(Key32::random()), Clock::default()).unwrap());
     let h = Harness {
         engine,
         dir,
