@@ -96,3 +96,13 @@ CREATE TABLE IF NOT EXISTS token_roles (
     name   TEXT PRIMARY KEY,
     config TEXT NOT NULL
 ) WITHOUT ROWID;
+
+-- Audit devices. The HMAC salt is sealed under the keyring (it is what makes the hashes in the log
+-- unguessable), so the log is searchable only through sys/audit-hash.
+CREATE TABLE IF NOT EXISTS audit_devices (
+    name        TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    options     TEXT NOT NULL,
+    salt        BLOB NOT NULL
+) WITHOUT ROWID;

@@ -2,6 +2,7 @@
 //! OVHcloud OKMS Secret Manager API) over one versioned, encrypted secret engine on SQLite.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod engine;

@@ -1,5 +1,6 @@
 //! The versioned secret engine. It knows nothing of HTTP: both APIs call these methods.
 
+mod audit;
 pub mod clock;
 pub mod duration;
 pub mod error;
@@ -46,6 +47,7 @@ pub struct Engine {
     policies: RwLock<policies::PolicyCache>,
     init_lock: tokio::sync::Mutex<()>,
     rewrap: rewrap::RewrapState,
+    audit: RwLock<Arc<Vec<Arc<crate::audit::AuditDevice>>>>,
 }
 
 impl Engine {
@@ -72,6 +74,7 @@ impl Engine {
             policies: RwLock::new(policy_cache),
             init_lock: tokio::sync::Mutex::new(()),
             rewrap: rewrap::RewrapState::default(),
+            audit: RwLock::new(Arc::new(Vec::new())),
         };
         if initialized {
             if let SealMode::File(key) = &engine.seal_mode {

@@ -151,6 +151,10 @@ impl Engine {
             root_key: Some(root),
             keyring: Some(Arc::new(keyring)),
         };
+        if let Err(e) = self.load_audit() {
+            *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed::default();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -320,6 +324,7 @@ impl Engine {
             return Ok(());
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed::default();
+        *self.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Vec::new());
         Ok(())
     }
 

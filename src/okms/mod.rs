@@ -18,6 +18,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::app::{self, AppState, BodyError};
+use crate::audit::http::{self as audit_http, Exchange};
 use crate::engine::model::Mount;
 use crate::engine::{Engine, SealStatus};
 use crate::policy::{Acl, Capabilities};
@@ -59,15 +60,43 @@ async fn dispatch(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let rid = app::request_id(&req);
-    match serve(&req, payload, &state, &rid).await {
+    let body = match app::read_body(&req, payload, state.max_request_size).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return OkmsError::TooLarge.render(&rid),
+        Err(BodyError::Read(m)) => {
+            return OkmsError::bad(format!("error reading the request body: {m}")).render(&rid)
+        }
+    };
+    let audit = Exchange::begin(
+        &state.engine,
+        &req,
+        &rid,
+        &req.method().as_str().to_lowercase(),
+        req.uri().path(),
+        app::token_of(&req).as_deref(),
+        &body,
+    );
+    if let Some(a) = &audit {
+        if a.request().is_err() {
+            return OkmsError::Internal(audit_http::FAILED_MESSAGE.into()).render(&rid);
+        }
+    }
+    let resp = match serve(&req, &body, &state, &rid).await {
         Ok(r) => r,
         Err(e) => e.render(&rid),
+    };
+    match audit {
+        None => resp,
+        Some(a) => match a.response(resp).await {
+            Ok(r) => r,
+            Err(_) => OkmsError::Internal(audit_http::FAILED_MESSAGE.into()).render(&rid),
+        },
     }
 }
 
 async fn serve(
     req: &HttpRequest,
-    payload: web::Payload,
+    body: &[u8],
     state: &AppState,
     rid: &str,
 ) -> OkmsResult<HttpResponse> {
@@ -103,12 +132,6 @@ async fn serve(
             mount.path.as_str()
         )));
     }
-    let body = app::read_body(req, payload, state.max_request_size)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge => OkmsError::TooLarge,
-            BodyError::Read(m) => OkmsError::bad(format!("error reading the request body: {m}")),
-        })?;
     let query: BTreeMap<String, String> = match req.uri().query() {
         Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
             .map_err(|e| OkmsError::bad(format!("invalid query string: {e}")))?
@@ -123,7 +146,7 @@ async fn serve(
         mount,
         okms_id,
         http: req,
-        body: &body,
+        body,
         query,
     };
     if rest == "v2/secretConfig" || rest == "v2/secretConfig/" {

@@ -7,6 +7,7 @@
 //! check-and-set) is atomic. Reads use their own connections (WAL lets them proceed while the writer
 //! commits) and never wait for the writer.
 
+pub mod audit_rows;
 pub mod rows;
 mod schema;
 pub mod token_rows;

@@ -13,6 +13,7 @@ mod kv_versions;
 pub(crate) mod render;
 pub mod request;
 pub mod response;
+mod sys_audit;
 mod sys_health;
 pub(crate) mod sys_mounts;
 mod sys_policy;
@@ -22,12 +23,15 @@ mod tests;
 #[cfg(test)]
 mod tests_acl;
 #[cfg(test)]
+mod tests_audit;
+#[cfg(test)]
 mod tests_seal;
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::audit::http::{self as audit_http, Exchange};
 use crate::engine::{Engine, Identity, SealStatus};
 use error::{VaultError, VaultResult};
 use request::VaultRequest;
@@ -61,27 +65,46 @@ async fn dispatch(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let rid = crate::app::request_id(&req);
+    let body = match crate::app::read_body(&req, payload, state.max_request_size).await {
+        Ok(b) => b,
+        Err(crate::app::BodyError::TooLarge) => return VaultError::TooLarge.render(),
+        Err(crate::app::BodyError::Read(m)) => {
+            return VaultError::bad(format!("error reading request body: {m}")).render()
+        }
+    };
+    let raw = req.uri().path();
+    let audit = Exchange::begin(
+        &state.engine,
+        &req,
+        &rid,
+        &req.method().as_str().to_lowercase(),
+        raw.strip_prefix("/v1/").unwrap_or(raw),
+        crate::app::token_of(&req).as_deref(),
+        &body,
+    );
+    if let Some(a) = &audit {
+        if a.request().is_err() {
+            return VaultError::Internal(audit_http::FAILED_MESSAGE.into()).render();
+        }
+    }
     let result = async {
-        let body = crate::app::read_body(&req, payload, state.max_request_size)
-            .await
-            .map_err(|e| match e {
-                crate::app::BodyError::TooLarge => VaultError::TooLarge,
-                crate::app::BodyError::Read(m) => {
-                    VaultError::bad(format!("error reading request body: {m}"))
-                }
-            })?;
-        let raw = req.uri().path();
         let rest = raw
             .strip_prefix("/v1/")
             .ok_or_else(|| VaultError::NoHandler(raw.to_string()))?;
         let vreq = request::parse(&req, rest, &body, request::PatchTypes::MergePatchOnly)?;
-        drop(body);
         route(&state.engine, &vreq).await
     }
     .await;
-    match result {
+    let resp = match result {
         Ok((reply, mount_type)) => reply.render(&rid, mount_type),
         Err(e) => e.render(),
+    };
+    match audit {
+        None => resp,
+        Some(a) => match a.response(resp).await {
+            Ok(r) => r,
+            Err(_) => VaultError::Internal(audit_http::FAILED_MESSAGE.into()).render(),
+        },
     }
 }
 
@@ -124,6 +147,9 @@ async fn route(engine: &Arc<Engine>, req: &VaultRequest) -> VaultResult<(Reply, 
             return Ok((r?, "system"));
         }
         if let Some(r) = sys_seal::route(&ctx, rest).await {
+            return Ok((r?, "system"));
+        }
+        if let Some(r) = sys_audit::route(&ctx, rest).await {
             return Ok((r?, "system"));
         }
         return Ok((sys_mounts::route(&ctx, rest).await?, "system"));

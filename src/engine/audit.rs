@@ -1,0 +1,109 @@
+//! Audit devices as stored objects: enable, disable, list, and reload at unseal. Writing entries is
+//! the API layers' job (they know the request shapes); see `crate::audit`.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::error::{EngineError, EngineResult};
+use super::Engine;
+use crate::audit::{AuditDevice, AuditError};
+use crate::crypto::{Key32, Keyring};
+use crate::storage::audit_rows::{self, AuditRow};
+
+fn salt_aad(name: &str) -> Vec<u8> {
+    format!("kvseal/audit-salt/{name}").into_bytes()
+}
+
+fn seal_salt(keyring: &Keyring, name: &str, salt: &Key32) -> Vec<u8> {
+    let (key_id, sealed) = keyring.seal(salt.as_bytes(), &salt_aad(name));
+    let mut out = key_id.to_be_bytes().to_vec();
+    out.extend_from_slice(&sealed.nonce);
+    out.extend_from_slice(&sealed.ciphertext);
+    out
+}
+
+fn open_salt(keyring: &Keyring, name: &str, blob: &[u8]) -> EngineResult<Key32> {
+    if blob.len() < 28 {
+        return Err(EngineError::Crypto);
+    }
+    let key_id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
+    let plain = keyring.open(key_id, &blob[4..28], &blob[28..], &salt_aad(name))?;
+    Key32::from_slice(&plain).ok_or(EngineError::Crypto)
+}
+
+impl Engine {
+    /// The enabled devices (empty while sealed).
+    pub fn audit_devices(&self) -> Arc<Vec<Arc<AuditDevice>>> {
+        self.audit.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the devices from storage (at unseal, and after a change).
+    pub(super) fn load_audit(&self) -> EngineResult<()> {
+        let keyring = self.keyring()?;
+        let rows = self.store.read(audit_rows::list)?;
+        let mut devices = Vec::new();
+        for r in rows {
+            let salt = open_salt(&keyring, &r.name, &r.salt)?;
+            let options: Map<String, Value> = serde_json::from_str(&r.options).unwrap_or_default();
+            match AuditDevice::open(&r.name, &r.kind, &r.description, options, salt, false) {
+                Ok(d) => devices.push(Arc::new(d)),
+                Err(e) => {
+                    // A device that cannot be restored would let requests go unaudited: refuse to
+                    // serve (sealed) rather than run without it.
+                    return Err(EngineError::Storage(format!(
+                        "audit device {}: {e}",
+                        r.name
+                    )));
+                }
+            }
+        }
+        *self.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(devices);
+        Ok(())
+    }
+
+    /// Enables a device at `name` (`sys/audit/<name>`).
+    pub async fn enable_audit(
+        &self,
+        name: &str,
+        kind: &str,
+        description: &str,
+        options: Map<String, Value>,
+    ) -> EngineResult<()> {
+        let keyring = self.keyring()?;
+        if name.is_empty() || name.contains('/') {
+            return Err(EngineError::invalid("invalid audit device path"));
+        }
+        if self.audit_devices().iter().any(|d| d.name == name) {
+            return Err(EngineError::invalid(format!(
+                "path already in use: {name}/"
+            )));
+        }
+        let salt = Key32::random();
+        AuditDevice::open(name, kind, description, options.clone(), salt.clone(), true).map_err(
+            |e| match e {
+                AuditError::Invalid(m) => EngineError::Invalid(m),
+                other => EngineError::Invalid(other.to_string()),
+            },
+        )?;
+        let row = AuditRow {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            description: description.to_string(),
+            options: serde_json::to_string(&options).unwrap_or_else(|_| "{}".into()),
+            salt: seal_salt(&keyring, name, &salt),
+        };
+        self.store
+            .write(move |c| audit_rows::insert(c, &row))
+            .await?;
+        self.load_audit()
+    }
+
+    /// Disables a device; a missing one is not an error.
+    pub async fn disable_audit(&self, name: &str) -> EngineResult<()> {
+        self.keyring()?;
+        let n = name.to_string();
+        self.store.write(move |c| audit_rows::delete(c, &n)).await?;
+        self.load_audit()
+    }
+}
