@@ -16,6 +16,111 @@ pub struct AppState {
     pub max_request_size: usize,
     /// OKMS domain id → the kv-v2 mount that backs it.
     pub okms_domains: HashMap<uuid::Uuid, MountPath>,
+    /// Client-certificate identities (`[[auth.cert]]`).
+    pub cert_identities: Vec<crate::config::CertIdentity>,
+    /// Per-IP limits on unauthenticated endpoints and failed authentications.
+    pub limiter: RateLimiter,
+}
+
+impl AppState {
+    /// A state with no certificate identities and the default limits (tests and simple set-ups).
+    pub fn new(
+        engine: Arc<Engine>,
+        max_request_size: usize,
+        okms_domains: HashMap<uuid::Uuid, MountPath>,
+    ) -> Self {
+        let limits = crate::config::Limits::default();
+        Self {
+            engine,
+            max_request_size,
+            okms_domains,
+            cert_identities: Vec::new(),
+            limiter: RateLimiter::new(
+                limits.unauthenticated_per_second,
+                limits.unauthenticated_burst,
+            ),
+        }
+    }
+
+    /// The `[[auth.cert]]` entry the connection's verified client certificate matches, if any.
+    pub fn cert_identity(
+        &self,
+        req: &HttpRequest,
+        name: Option<&str>,
+    ) -> Option<(crate::tls::PeerCertificate, crate::config::CertIdentity)> {
+        let peer = req.conn_data::<crate::tls::PeerCertificate>()?.clone();
+        let found = self
+            .cert_identities
+            .iter()
+            .filter(|c| name.is_none_or(|n| n == c.name))
+            .find(|c| {
+                c.subject.as_deref().is_none_or(|s| peer.subject_matches(s))
+                    && c.san_dns
+                        .as_deref()
+                        .is_none_or(|d| peer.san_dns.iter().any(|x| x == d))
+                    && c.san_uri
+                        .as_deref()
+                        .is_none_or(|u| peer.san_uri.iter().any(|x| x == u))
+            })?
+            .clone();
+        Some((peer, found))
+    }
+}
+
+/// A token bucket per client IP. Refused requests get 429.
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: std::sync::Mutex<HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        Self {
+            per_second,
+            burst,
+            buckets: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with_bucket<R>(&self, ip: std::net::IpAddr, f: impl FnOnce(&mut f64) -> R) -> R {
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            // Bounded memory under a flood of addresses: forget full buckets.
+            let burst = self.burst;
+            buckets.retain(|_, (tokens, _)| *tokens < burst);
+        }
+        let entry = buckets.entry(ip).or_insert((self.burst, now));
+        let elapsed = now.duration_since(entry.1).as_secs_f64();
+        entry.0 = (entry.0 + elapsed * self.per_second).min(self.burst);
+        entry.1 = now;
+        f(&mut entry.0)
+    }
+
+    /// Takes one token; `false` when the bucket is empty.
+    pub fn take(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip else { return true };
+        self.with_bucket(ip, |tokens| {
+            if *tokens >= 1.0 {
+                *tokens -= 1.0;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Whether the bucket still has a token (without taking it).
+    pub fn has_room(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip else { return true };
+        self.with_bucket(ip, |tokens| *tokens >= 1.0)
+    }
+}
+
+/// The client's IP address.
+pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
 }
 
 /// The id of one request: in the log line, in Vault envelopes and in OKMS error bodies.

@@ -18,6 +18,67 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub okms: Okms,
+    #[serde(default)]
+    pub auth: Auth,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Client-certificate identities.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    #[serde(default)]
+    pub cert: Vec<CertIdentity>,
+}
+
+/// `[[auth.cert]]`: a verified client certificate whose subject and/or SANs match gets `policies`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CertIdentity {
+    pub name: String,
+    /// Attributes the subject must hold, e.g. `"CN=app1"` or `"CN=app1,O=acme"`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub san_dns: Option<String>,
+    #[serde(default)]
+    pub san_uri: Option<String>,
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// TTL of tokens from `auth/cert/login` (a duration such as "1h"; default 768h).
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+/// Rate limits on the endpoints anyone can call without a token, and on failed authentications,
+/// per client IP (a token bucket: `per_second` refill, `burst` capacity).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_rate")]
+    pub unauthenticated_per_second: f64,
+    #[serde(default = "default_burst")]
+    pub unauthenticated_burst: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            unauthenticated_per_second: default_rate(),
+            unauthenticated_burst: default_burst(),
+        }
+    }
+}
+
+/// Generous enough for scripts and test suites on one address, small enough to make guessing unseal
+/// shares or tokens from one address pointless.
+fn default_rate() -> f64 {
+    50.0
+}
+
+fn default_burst() -> f64 {
+    200.0
 }
 
 #[derive(Debug, Deserialize)]
@@ -30,6 +91,20 @@ pub struct Listener {
     pub tls_disable: bool,
     #[serde(default = "default_max_request_size")]
     pub max_request_size: usize,
+    /// PEM certificate chain and key of the server (required unless `tls_disable`).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// CAs whose client certificates are accepted; enables client-certificate identities.
+    #[serde(default)]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Refuse connections without a client certificate (otherwise one is only requested).
+    #[serde(default)]
+    pub tls_require_client_cert: bool,
+    /// "tls12" (default) or "tls13".
+    #[serde(default)]
+    pub tls_min_version: Option<String>,
 }
 
 impl Default for Listener {
@@ -38,6 +113,11 @@ impl Default for Listener {
             address: default_address(),
             tls_disable: false,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_require_client_cert: false,
+            tls_min_version: None,
         }
     }
 }
@@ -136,9 +216,48 @@ impl Config {
 
     fn check(&self) -> Result<(), (&'static str, String)> {
         if !self.listener.tls_disable {
+            if self.listener.tls_cert_file.is_none() || self.listener.tls_key_file.is_none() {
+                return Err((
+                    "listener.tls_cert_file",
+                    "TLS needs tls_cert_file and tls_key_file (or set tls_disable = true to serve plain HTTP)".into(),
+                ));
+            }
+            if let Some(v) = &self.listener.tls_min_version {
+                if v != "tls12" && v != "tls13" {
+                    return Err((
+                        "listener.tls_min_version",
+                        format!("{v:?} must be \"tls12\" or \"tls13\""),
+                    ));
+                }
+            }
+        } else if self.listener.tls_client_ca_file.is_some() {
             return Err((
-                "listener.tls_disable",
-                "TLS is not available in this version of kvseal; set tls_disable = true to serve plain HTTP".into(),
+                "listener.tls_client_ca_file",
+                "client certificates need TLS (tls_disable = false)".into(),
+            ));
+        }
+        for c in &self.auth.cert {
+            if c.subject.is_none() && c.san_dns.is_none() && c.san_uri.is_none() {
+                return Err((
+                    "auth.cert",
+                    format!(
+                        "{:?} must match on at least one of subject, san_dns, san_uri",
+                        c.name
+                    ),
+                ));
+            }
+            if let Some(t) = &c.ttl {
+                if crate::engine::duration::parse_go_duration(t).is_none_or(|s| s <= 0) {
+                    return Err(("auth.cert.ttl", format!("{t:?} is not a positive duration")));
+                }
+            }
+        }
+        if !(self.limits.unauthenticated_per_second > 0.0
+            && self.limits.unauthenticated_burst >= 1.0)
+        {
+            return Err((
+                "limits.unauthenticated_per_second",
+                "the rate must be positive and the burst at least 1".into(),
             ));
         }
         if self
@@ -220,7 +339,7 @@ mod tests {
         let e = load_str(&GOOD.replace("tls_disable", "tls_disabled")).unwrap_err();
         assert!(e.contains("c.toml") && e.contains("tls_disabled"), "{e}");
         let e = load_str(&GOOD.replace("tls_disable = true", "tls_disable = false")).unwrap_err();
-        assert!(e.contains("listener.tls_disable"), "{e}");
+        assert!(e.contains("listener.tls_cert_file"), "{e}");
         let e = load_str(&GOOD.replace("127.0.0.1:8200", "nowhere")).unwrap_err();
         assert!(e.contains("listener.address"), "{e}");
         let e = load_str(&GOOD.replace("\"file\"", "\"shamir\"")).unwrap_err();

@@ -10,6 +10,7 @@ pub mod okms;
 pub mod policy;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod vault;
 
 #[cfg(test)]

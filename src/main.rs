@@ -36,6 +36,9 @@ struct ServerArgs {
     /// The OKMS domain id (a UUID) backed by secret/ in dev mode.
     #[arg(long, requires = "dev")]
     dev_okms_id: Option<uuid::Uuid>,
+    /// Dev mode over HTTPS with a throwaway CA (as `vault server -dev-tls`); the CA's path is printed.
+    #[arg(long, requires = "dev")]
+    dev_tls: bool,
     /// The configuration file (TOML; see config.example.toml).
     #[arg(long, conflicts_with = "dev", required_unless_present = "dev")]
     config: Option<PathBuf>,
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
                     root_token: a.dev_root_token_id,
                     address: a.dev_listen_address,
                     okms_id: a.dev_okms_id,
+                    tls: a.dev_tls,
                 }
             } else {
                 match a.config {

@@ -1,4 +1,4 @@
-//! Start-up: storage, seal, engine, the HTTP server, request logging.
+//! Start-up: storage, seal, engine, the HTTP(S) server, request logging.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,13 +9,14 @@ use std::time::Instant;
 use actix_web::dev::Service;
 use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 
-use crate::app::{AppState, RequestId};
-use crate::config::{Config, Synchronous};
+use crate::app::{AppState, RateLimiter, RequestId};
+use crate::config::{CertIdentity, Config, Limits, Synchronous};
 use crate::crypto::load_or_create_key_file;
 use crate::engine::clock::Clock;
 use crate::engine::path::MountPath;
 use crate::engine::{Engine, SealMode};
 use crate::storage::{Durability, Store};
+use crate::tls::{PeerCertificate, ReloadableTls, TlsSettings};
 use crate::vault;
 
 /// How the server was asked to run.
@@ -24,8 +25,20 @@ pub enum Mode {
         root_token: Option<String>,
         address: SocketAddr,
         okms_id: Option<uuid::Uuid>,
+        /// Serve HTTPS with a throwaway CA (as `vault server -dev-tls`).
+        tls: bool,
     },
     Config(Box<Config>),
+}
+
+/// Everything the listener needs, from either mode.
+struct Listen {
+    address: SocketAddr,
+    max_request_size: usize,
+    okms_domains: HashMap<uuid::Uuid, MountPath>,
+    tls: Option<TlsSettings>,
+    cert_identities: Vec<CertIdentity>,
+    limits: Limits,
 }
 
 fn init_logging(level: &str) {
@@ -51,19 +64,40 @@ fn dev_dir() -> Result<PathBuf, String> {
 }
 
 pub fn run(mode: Mode) -> Result<(), String> {
-    let (address, max_request_size, dir, key_file, durability, dev) = match &mode {
-        Mode::Dev { address, .. } => {
+    let (listen, dir, key_file, durability, dev) = match &mode {
+        Mode::Dev {
+            address,
+            okms_id,
+            tls,
+            ..
+        } => {
             init_logging("info");
             let dir = dev_dir()?;
+            let tls = if *tls {
+                let certs = crate::tls::generate_dev_certs(&dir)?;
+                Some(TlsSettings {
+                    cert_file: certs.cert_file,
+                    key_file: certs.key_file,
+                    client_ca_file: None,
+                    require_client_cert: false,
+                    min_version: openssl::ssl::SslVersion::TLS1_2,
+                })
+            } else {
+                None
+            };
+            let listen = Listen {
+                address: *address,
+                max_request_size: crate::config::DEFAULT_MAX_REQUEST_SIZE,
+                okms_domains: okms_id
+                    .iter()
+                    .filter_map(|id| Some((*id, MountPath::parse("secret").ok()?)))
+                    .collect(),
+                tls,
+                cert_identities: Vec::new(),
+                limits: Limits::default(),
+            };
             let key = dir.join("root.key");
-            (
-                *address,
-                crate::config::DEFAULT_MAX_REQUEST_SIZE,
-                dir,
-                Some(key),
-                Durability::Full,
-                true,
-            )
+            (listen, dir, Some(key), Durability::Full, true)
         }
         Mode::Config(cfg) => {
             init_logging(&cfg.log.level);
@@ -76,9 +110,36 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 Synchronous::Full => Durability::Full,
                 Synchronous::Normal => Durability::Normal,
             };
-            (
+            let l = &cfg.listener;
+            let tls = match (l.tls_disable, &l.tls_cert_file, &l.tls_key_file) {
+                (false, Some(cert), Some(key)) => Some(TlsSettings {
+                    cert_file: cert.clone(),
+                    key_file: key.clone(),
+                    client_ca_file: l.tls_client_ca_file.clone(),
+                    require_client_cert: l.tls_require_client_cert,
+                    min_version: if l.tls_min_version.as_deref() == Some("tls13") {
+                        openssl::ssl::SslVersion::TLS1_3
+                    } else {
+                        openssl::ssl::SslVersion::TLS1_2
+                    },
+                }),
+                _ => None,
+            };
+            let listen = Listen {
                 address,
-                cfg.listener.max_request_size,
+                max_request_size: l.max_request_size,
+                okms_domains: cfg
+                    .okms
+                    .domains
+                    .iter()
+                    .filter_map(|d| Some((d.id, MountPath::parse(&d.mount).ok()?)))
+                    .collect(),
+                tls,
+                cert_identities: cfg.auth.cert.clone(),
+                limits: cfg.limits.clone(),
+            };
+            (
+                listen,
                 cfg.storage.path.clone(),
                 cfg.seal.key_file.clone(),
                 durability,
@@ -87,18 +148,6 @@ pub fn run(mode: Mode) -> Result<(), String> {
         }
     };
 
-    let okms_domains: HashMap<uuid::Uuid, MountPath> = match &mode {
-        Mode::Dev { okms_id, .. } => okms_id
-            .iter()
-            .filter_map(|id| Some((*id, MountPath::parse("secret").ok()?)))
-            .collect(),
-        Mode::Config(cfg) => cfg
-            .okms
-            .domains
-            .iter()
-            .filter_map(|d| Some((d.id, MountPath::parse(&d.mount).ok()?)))
-            .collect(),
-    };
     let store = Store::open(&dir, durability).map_err(|e| e.to_string())?;
     let seal_mode = match &key_file {
         Some(path) => SealMode::File(
@@ -127,9 +176,15 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 .init(root_token.clone(), 1, 1)
                 .await
                 .map_err(|e| e.to_string())?;
-            print_dev_banner(address, out.root_token.expose(), okms_id.as_ref());
+            let ca = listen.tls.as_ref().map(|_| dir.join("vault-ca.pem"));
+            print_dev_banner(
+                listen.address,
+                out.root_token.expose(),
+                okms_id.as_ref(),
+                ca.as_deref(),
+            );
         }
-        serve(engine.clone(), address, max_request_size, okms_domains).await
+        serve(engine.clone(), listen).await
     });
     if dev {
         let _ = std::fs::remove_dir_all(&dir);
@@ -137,39 +192,54 @@ pub fn run(mode: Mode) -> Result<(), String> {
     result
 }
 
-fn print_dev_banner(address: SocketAddr, token: &str, okms_id: Option<&uuid::Uuid>) {
+fn print_dev_banner(
+    address: SocketAddr,
+    token: &str,
+    okms_id: Option<&uuid::Uuid>,
+    ca: Option<&std::path::Path>,
+) {
+    let scheme = if ca.is_some() { "https" } else { "http" };
     println!("==> kvseal server started in dev mode (storage is temporary; nothing is kept)");
     println!();
-    println!("    Api Address: http://{address}");
+    println!("    Api Address: {scheme}://{address}");
     println!("    Root Token: {token}");
     if let Some(id) = okms_id {
         println!("    OKMS domain: {id} (backed by secret/)");
     }
+    if let Some(ca) = ca {
+        println!("    CA certificate: {}", ca.display());
+    }
     println!();
     println!("You may need to set the following environment variables:");
     println!();
-    println!("    export VAULT_ADDR='http://{address}'");
+    println!("    export VAULT_ADDR='{scheme}://{address}'");
     println!("    export VAULT_TOKEN='{token}'");
-    println!("    export BAO_ADDR='http://{address}'");
+    if let Some(ca) = ca {
+        println!("    export VAULT_CACERT='{}'", ca.display());
+    }
+    println!("    export BAO_ADDR='{scheme}://{address}'");
     println!("    export BAO_TOKEN='{token}'");
+    if let Some(ca) = ca {
+        println!("    export BAO_CACERT='{}'", ca.display());
+    }
     println!();
     use std::io::Write;
     let _ = std::io::stdout().flush();
 }
 
-async fn serve(
-    engine: Arc<Engine>,
-    address: SocketAddr,
-    max_request_size: usize,
-    okms_domains: HashMap<uuid::Uuid, MountPath>,
-) -> Result<(), String> {
+async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
+    let address = listen.address;
     let state = web::Data::new(AppState {
         engine,
-        max_request_size,
-        okms_domains,
+        max_request_size: listen.max_request_size,
+        okms_domains: listen.okms_domains,
+        cert_identities: listen.cert_identities,
+        limiter: RateLimiter::new(
+            listen.limits.unauthenticated_per_second,
+            listen.limits.unauthenticated_burst,
+        ),
     });
-    tracing::info!(%address, "listening (plain HTTP)");
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             // Bodies are read by the handlers with their own limit (413 in the API's error shape).
@@ -203,9 +273,50 @@ async fn serve(
                     .body(r#"{"errors":[]}"#)
             }))
     })
-    .bind(address)
-    .map_err(|e| format!("cannot listen on {address}: {e}"))?
-    .run()
-    .await
-    .map_err(|e| e.to_string())
+    // A verified client certificate travels with its connection to every request on it.
+    .on_connect(|conn, ext| {
+        type Tls = actix_tls::accept::openssl::TlsStream<actix_web::rt::net::TcpStream>;
+        if let Some(tls) = conn.downcast_ref::<Tls>() {
+            let ssl = tls.ssl();
+            if ssl.verify_result() == openssl::x509::X509VerifyResult::OK {
+                if let Some(cert) = ssl.peer_certificate() {
+                    ext.insert(PeerCertificate::from_x509(&cert));
+                }
+            }
+        }
+    });
+    let server = match listen.tls {
+        None => {
+            tracing::info!(%address, "listening (plain HTTP)");
+            server.bind(address)
+        }
+        Some(settings) => {
+            let tls = ReloadableTls::new(settings)?;
+            let acceptor = tls.acceptor()?;
+            spawn_reload_on_sighup(tls);
+            tracing::info!(%address, "listening (TLS)");
+            server.bind_openssl(address, acceptor)
+        }
+    }
+    .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    server.run().await.map_err(|e| e.to_string())
+}
+
+/// SIGHUP re-reads the certificate files; new handshakes use them, open connections are kept.
+fn spawn_reload_on_sighup(tls: ReloadableTls) {
+    actix_web::rt::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::error!("cannot listen for SIGHUP; certificates will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificates reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; keeping the old certificates")
+                }
+            }
+        }
+    });
 }

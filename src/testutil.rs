@@ -107,11 +107,11 @@ impl Harness {
     ) -> Resp {
         let app = test::init_service(
             App::new()
-                .app_data(web::Data::new(AppState {
-                    engine: self.engine.clone(),
-                    max_request_size: self.max,
-                    okms_domains: [(OKMS_ID, MountPath::parse("secret").unwrap())].into(),
-                }))
+                .app_data(web::Data::new(AppState::new(
+                    self.engine.clone(),
+                    self.max,
+                    [(OKMS_ID, MountPath::parse("secret").unwrap())].into(),
+                )))
                 .configure(crate::vault::configure)
                 .configure(crate::okms::configure),
         )

@@ -67,6 +67,39 @@ impl Identity {
     pub fn is_root(&self) -> bool {
         self.entry.policies.iter().any(|p| p == "root")
     }
+
+    /// An identity that is not a stored token: a verified client certificate on an OKMS route. It
+    /// has the certificate identity's policies (and `default`), and nothing to look up or revoke.
+    pub fn transient(display_name: &str, policies: &[String]) -> Self {
+        let mut p = normalize(policies);
+        p.retain(|x| x != "root");
+        if !p.iter().any(|x| x == "default") {
+            p.push("default".into());
+            p.sort();
+        }
+        Self {
+            token: Token::new(String::new()),
+            entry: TokenRow {
+                hash: Vec::new(),
+                accessor: String::new(),
+                parent: None,
+                policies: p,
+                path: "auth/cert/login".into(),
+                display_name: display_name.to_string(),
+                meta: None,
+                creation: 0,
+                creation_ttl: 0,
+                expire: None,
+                explicit_max_ttl: 0,
+                period: 0,
+                renewable: false,
+                num_uses: 0,
+                orphan: true,
+                role: None,
+                last_renewal: None,
+            },
+        }
+    }
 }
 
 /// A token role (`auth/token/roles/<name>`).
@@ -431,6 +464,35 @@ impl Engine {
             .write(move |c| rows::set_expiry(c, &hash, Some(expire), now))
             .await?;
         self.find_token(&r)
+    }
+
+    /// Issues an orphan token for an auth method (`auth/cert/login`): the method has already proven who
+    /// the caller is, so there is no parent to check against. `root` is never granted this way.
+    pub async fn issue_token(
+        &self,
+        display_name: &str,
+        policies: &[String],
+        ttl: i64,
+        path: &str,
+    ) -> EngineResult<(Token, TokenRow)> {
+        let keyring = self.keyring()?;
+        let now = self.clock.now();
+        let mut identity = Identity::transient(display_name, policies);
+        let ttl = ttl.clamp(1, SYSTEM_MAX_TTL);
+        let token = Token::generate();
+        identity.entry.hash = keyring.token_hash(token.expose());
+        identity.entry.accessor = random_accessor();
+        identity.entry.path = path.to_string();
+        identity.entry.creation = now;
+        identity.entry.creation_ttl = ttl;
+        identity.entry.expire = Some(now + secs(ttl));
+        identity.entry.renewable = true;
+        let row = identity.entry.clone();
+        let stored = row.clone();
+        self.store
+            .write(move |c| rows::insert_token(c, &stored))
+            .await?;
+        Ok((token, row))
     }
 
     /// Revokes a token and, unless `keep_children`, every token descended from it.

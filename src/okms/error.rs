@@ -24,6 +24,7 @@ pub enum Category {
     Authorization = 4,
     NotFound = 5,
     Unavailable = 7,
+    TooManyRequests = 9,
     Conflict = 10,
 }
 
@@ -45,6 +46,8 @@ pub enum OkmsError {
     MethodNotAllowed,
     /// 413.
     TooLarge,
+    /// 429: too many unauthenticated or failed requests from this client.
+    TooManyRequests,
     /// 503 while sealed or uninitialised.
     Sealed,
     /// 500 (the message never holds secret data).
@@ -110,6 +113,12 @@ impl OkmsError {
                 Category::Argument,
                 8,
                 "request body too large".into(),
+            ),
+            Self::TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Category::TooManyRequests,
+                11,
+                "too many requests; slow down".into(),
             ),
             Self::Sealed => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -113,12 +113,35 @@ async fn serve(
     if engine.seal_status() != SealStatus::Unsealed {
         return Err(OkmsError::Sealed);
     }
+    // A token (okms-cli's `auth.type: token`, External Secrets' `X-Vault-Token`) or, failing that, a
+    // verified client certificate mapped by `[[auth.cert]]` (okms-cli's default `mtls`). Failed
+    // attempts spend the client's unauthenticated rate budget.
+    let ip = app::client_ip(req);
+    if !state.limiter.has_room(ip) {
+        return Err(OkmsError::TooManyRequests);
+    }
     let identity = match app::token_of(req) {
-        Some(t) if !t.is_empty() => engine
-            .authenticate(&t)
-            .await
-            .map_err(|_| OkmsError::Unauthorized)?,
-        _ => return Err(OkmsError::Unauthorized),
+        Some(t) if !t.is_empty() => match engine.authenticate(&t).await {
+            Ok(id) => id,
+            Err(_) => {
+                state.limiter.take(ip);
+                return Err(OkmsError::Unauthorized);
+            }
+        },
+        _ => match state.cert_identity(req, None) {
+            Some((peer, cert)) => {
+                // An OKMS access certificate names its domain in a UPN otherName
+                // (`okms.domain:<uuid>`); it is valid on that domain only.
+                if peer.okms_domain().is_some_and(|d| d != okms_id) {
+                    return Err(OkmsError::Forbidden);
+                }
+                crate::engine::Identity::transient(&format!("cert-{}", cert.name), &cert.policies)
+            }
+            None => {
+                state.limiter.take(ip);
+                return Err(OkmsError::Unauthorized);
+            }
+        },
     };
     let mount = engine.mount_by_path(mount_path).ok_or_else(|| {
         OkmsError::NotFound(format!(

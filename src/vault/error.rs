@@ -21,6 +21,8 @@ pub enum VaultError {
     UnsupportedOperation,
     /// 413.
     TooLarge,
+    /// 429 for the path.
+    TooManyRequests(String),
     /// 415 for PATCH without `application/merge-patch+json`.
     UnsupportedMediaType(String),
     /// 503 while sealed or uninitialised.
@@ -84,6 +86,10 @@ impl VaultError {
                 )],
             ),
             Self::Sealed => (StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".into()]),
+            Self::TooManyRequests(path) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![format!("request path {path:?}: rate limit quota exceeded")],
+            ),
             Self::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, vec![m.clone()]),
         }
     }

@@ -3,6 +3,7 @@
 //! table, not by actix patterns) and renders the reply or the error.
 
 pub(crate) mod acl;
+mod auth_cert;
 pub(crate) mod auth_token;
 mod decode;
 pub mod error;
@@ -92,7 +93,7 @@ async fn dispatch(
             .strip_prefix("/v1/")
             .ok_or_else(|| VaultError::NoHandler(raw.to_string()))?;
         let vreq = request::parse(&req, rest, &body, request::PatchTypes::MergePatchOnly)?;
-        route(&state.engine, &vreq).await
+        route(&state, &req, &vreq).await
     }
     .await;
     let resp = match result {
@@ -116,17 +117,44 @@ fn is_unauthenticated(path: &str) -> bool {
     )
 }
 
-async fn route(engine: &Arc<Engine>, req: &VaultRequest) -> VaultResult<(Reply, &'static str)> {
+async fn route(
+    state: &AppState,
+    http: &HttpRequest,
+    req: &VaultRequest,
+) -> VaultResult<(Reply, &'static str)> {
+    let engine = &state.engine;
     let path = req.path.as_str();
+    let ip = crate::app::client_ip(http);
+    // Endpoints anyone may call, and failed token checks, spend a per-client budget (429 beyond).
+    let rate_limited = matches!(path, "sys/unseal" | "auth/cert/login")
+        || (path == "sys/init" && req.op == request::Op::Update);
+    if rate_limited && !state.limiter.take(ip) {
+        return Err(VaultError::TooManyRequests(path.to_string()));
+    }
     if is_unauthenticated(path) {
         return Ok((sys_health::route(engine, req).await?, "system"));
     }
     if engine.seal_status() != SealStatus::Unsealed {
         return Err(VaultError::Sealed);
     }
+    if path == "auth/cert/login" {
+        return Ok((auth_cert::login(state, http, req).await?, "cert"));
+    }
+    if !state.limiter.has_room(ip) {
+        return Err(VaultError::TooManyRequests(path.to_string()));
+    }
     let identity = match req.token.as_deref() {
-        Some(t) if !t.is_empty() => engine.authenticate(t).await?,
-        _ => return Err(VaultError::PermissionDenied),
+        Some(t) if !t.is_empty() => match engine.authenticate(t).await {
+            Ok(id) => id,
+            Err(e) => {
+                state.limiter.take(ip);
+                return Err(e.into());
+            }
+        },
+        _ => {
+            state.limiter.take(ip);
+            return Err(VaultError::PermissionDenied);
+        }
     };
     let acl = engine.acl(&identity);
     // The kv preflight is an unauthenticated path in Vault that checks mount access itself (see
