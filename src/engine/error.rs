@@ -35,6 +35,10 @@ pub enum EngineError {
     /// The storage layer failed. The message names the operation, never a secret value.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The storage cannot take writes for now (disk full, read-only database or file system, I/O
+    /// error). Nothing was changed; the same request succeeds once the condition is gone.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl EngineError {
@@ -45,7 +49,13 @@ impl EngineError {
 
 impl From<rusqlite::Error> for EngineError {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Storage(e.to_string())
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(
+                C::DiskFull | C::ReadOnly | C::SystemIoFailure | C::CannotOpen | C::DatabaseBusy,
+            ) => Self::Unavailable(e.to_string()),
+            _ => Self::Storage(e.to_string()),
+        }
     }
 }
 

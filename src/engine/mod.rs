@@ -99,6 +99,17 @@ impl Engine {
             .ok_or(EngineError::Sealed)
     }
 
+    /// Limits the database's size in pages (tests use it to make the disk "full" without a disk).
+    #[cfg(test)]
+    pub async fn set_max_page_count(&self, pages: u64) -> EngineResult<()> {
+        self.store
+            .write(move |c| {
+                c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await
+    }
+
     fn reload_mounts(&self) -> EngineResult<()> {
         let mounts = self.store.read(rows::load_mounts)?;
         *self.mounts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);

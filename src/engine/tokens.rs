@@ -139,6 +139,15 @@ fn random_accessor() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Go's duration string without zero trailing units, as Vault prints TTLs in warnings ("2h",
+/// "1h30m").
+fn short_duration(secs: i64) -> String {
+    let s = super::duration::go_duration_string(secs);
+    let s = s.strip_suffix("0s").filter(|r| !r.is_empty()).unwrap_or(&s);
+    let s = s.strip_suffix("0m").filter(|r| !r.is_empty()).unwrap_or(s);
+    s.to_string()
+}
+
 fn secs(n: i64) -> i64 {
     n.saturating_mul(NANOS_PER_SEC)
 }
@@ -438,7 +447,7 @@ impl Engine {
         &self,
         r: TokenRef<'_>,
         increment: Option<i64>,
-    ) -> EngineResult<TokenRow> {
+    ) -> EngineResult<(TokenRow, Option<String>)> {
         let row = self.find_token(&r)?;
         if !row.renewable || row.expire.is_none() {
             return Err(EngineError::invalid("token is not renewable"));
@@ -454,16 +463,24 @@ impl Engine {
             limit = limit.min(row.creation + secs(row.explicit_max_ttl));
         }
         let mut expire = now + secs(ttl);
+        let mut warning = None;
         if expire > limit {
+            let max_left = ((limit - now) / NANOS_PER_SEC).max(0);
+            // Vault's words, which scripts grep for.
+            warning = Some(format!(
+                "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+                short_duration(ttl),
+                short_duration(max_left)
+            ));
             expire = limit;
-            ttl = ((limit - now) / NANOS_PER_SEC).max(0);
+            ttl = max_left;
         }
         let _ = ttl;
         let hash = row.hash.clone();
         self.store
             .write(move |c| rows::set_expiry(c, &hash, Some(expire), now))
             .await?;
-        self.find_token(&r)
+        Ok((self.find_token(&r)?, warning))
     }
 
     /// Issues an orphan token for an auth method (`auth/cert/login`): the method has already proven who

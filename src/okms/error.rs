@@ -50,6 +50,8 @@ pub enum OkmsError {
     TooManyRequests,
     /// 503 while sealed or uninitialised.
     Sealed,
+    /// 503 while storage cannot take writes.
+    Unavailable(String),
     /// 500 (the message never holds secret data).
     Internal(String),
 }
@@ -64,6 +66,7 @@ impl From<EngineError> for OkmsError {
             EngineError::Invalid(m) => Self::BadRequest(m),
             EngineError::AlreadyInitialized => Self::BadRequest(e.to_string()),
             EngineError::Sealed => Self::Sealed,
+            EngineError::Unavailable(m) => Self::Unavailable(format!("storage unavailable: {m}")),
             EngineError::PermissionDenied => Self::Unauthorized,
             EngineError::Crypto | EngineError::Storage(_) => {
                 tracing::error!(error = %e, "internal error");
@@ -125,6 +128,12 @@ impl OkmsError {
                 Category::Unavailable,
                 9,
                 "the server is sealed".into(),
+            ),
+            Self::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Category::Unavailable,
+                12,
+                m.clone(),
             ),
             Self::Internal(m) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -22,7 +22,9 @@ impl From<VaultError> for OkmsError {
     fn from(e: VaultError) -> Self {
         match e {
             VaultError::BadRequest(m) => Self::BadRequest(m),
-            VaultError::PermissionDenied | VaultError::PreflightDenied(_) => Self::Forbidden,
+            VaultError::PermissionDenied | VaultError::PreflightDenied(_) | VaultError::Denied(_) => {
+                Self::Forbidden
+            }
             VaultError::NotFound => Self::NotFound("not found".into()),
             VaultError::NoHandler(p) => Self::NoRoute(p),
             VaultError::UnsupportedOperation => Self::MethodNotAllowed,
@@ -32,6 +34,7 @@ impl From<VaultError> for OkmsError {
                 "PATCH requires Content-Type application/merge-patch+json or application/json, provided {ct}"
             )),
             VaultError::Sealed => Self::Sealed,
+            VaultError::Unavailable(m) => Self::Unavailable(m),
             VaultError::Internal(m) => Self::Internal(m),
         }
     }
@@ -127,7 +130,9 @@ fn render(reply: Reply, rid: &str, page: Option<usize>, data_in_errors: bool) ->
             r
         }
         Reply::DataWarn(d, w) => json_response(StatusCode::OK, &envelope(rid, d, Some(w))),
-        Reply::Auth(a) => json_response(StatusCode::OK, &json!({"request_id": rid, "auth": a})),
+        Reply::Auth(a) | Reply::AuthWarn(a, _) => {
+            json_response(StatusCode::OK, &json!({"request_id": rid, "auth": a}))
+        }
         Reply::SysInjected(d) => json_response(StatusCode::OK, &envelope(rid, d, None)),
         Reply::NoContent => HttpResponse::NoContent().finish(),
         Reply::RawJson(status, v) => json_response(status, &v),

@@ -69,8 +69,74 @@ pub fn parse(name: &str, text: &str) -> Result<Policy, PolicyError> {
 
 type RawBlock = (String, Vec<(String, Field)>);
 
+/// Puts every `{` and `}` outside strings and comments on a line of its own.
+///
+/// Vault parses policies with HCL1, which takes `path "a" { capabilities = ["read"]` followed by a
+/// newline and `}`, or two blocks on one line; hcl-rs implements HCL2, which wants a block's
+/// attributes on lines of their own. Policies written for Vault use both layouts (the vault CLI
+/// sends whatever file it is given), so the text is re-laid before parsing. Line breaks around braces
+/// change nothing else: strings and comments keep their meaning. (Errors are reported from the
+/// original text, so their positions are the author's.)
+fn relayout(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut chars = text.chars().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '#' => copy_line(c, &mut chars, &mut out),
+            '/' if chars.peek() == Some(&'/') => copy_line(c, &mut chars, &mut out),
+            '/' if chars.peek() == Some(&'*') => {
+                out.push(c);
+                let mut prev = ' ';
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+            }
+            '{' => out.push_str("{\n"),
+            '}' => out.push_str("\n}\n"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Copies a line comment up to (not including) its end of line.
+fn copy_line(first: char, chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut String) {
+    out.push(first);
+    while let Some(&d) = chars.peek() {
+        if d == '\n' {
+            break;
+        }
+        out.push(d);
+        chars.next();
+    }
+}
+
 fn lower_hcl(text: &str) -> Result<Vec<RawBlock>, PolicyError> {
-    let body = hcl::parse(text).map_err(hcl_error)?;
+    let body = match hcl::parse(&relayout(text)) {
+        Ok(b) => b,
+        // Report the error as the original text has it, so its line and column are the author's.
+        Err(e) => return Err(hcl_error(hcl::parse(text).err().unwrap_or(e))),
+    };
     let mut blocks = Vec::new();
     for structure in body.into_inner() {
         match structure {

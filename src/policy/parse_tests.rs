@@ -218,3 +218,26 @@ fn unknown_keys_are_refused() {
     );
     assert!(err(r#"{"path": "x"}"#).contains("\"path\" must be an object"));
 }
+
+#[test]
+fn vault_hcl1_layouts_are_accepted() {
+    // An attribute on the brace line with the closing brace on the next line, and two blocks on
+    // one line: both parse in Vault (HCL1) and must here.
+    for text in [
+        "path \"secret/data/a/*\" { capabilities = [\"read\", \"list\"]\n}\n",
+        "path \"a/*\" { capabilities = [\"read\"] } path \"b/*\" { capabilities = [\"list\"] }",
+        "path \"a/*\" { # a comment with } and {\n capabilities = [\"read\"] }",
+        "path \"a/{x}\" {\n capabilities = [\"read\"]\n}",
+    ] {
+        let p = super::parse("t", text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert!(!p.rules().is_empty(), "{text:?}");
+    }
+    let two = super::parse(
+        "t",
+        "path \"a/*\" { capabilities = [\"read\"] } path \"b/*\" { capabilities = [\"list\"] }",
+    )
+    .unwrap();
+    assert_eq!(two.rules().len(), 2);
+    let braces = super::parse("t", "path \"a/{x}\" {\n capabilities = [\"read\"]\n}").unwrap();
+    assert_eq!(braces.rules()[0].path, "a/{x}");
+}

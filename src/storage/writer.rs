@@ -10,7 +10,39 @@ use crate::engine::error::{EngineError, EngineResult};
 /// The most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
 
-type Reply = Box<dyn FnOnce(Option<String>) + Send>;
+/// A failure that ends a whole group: the error to give every job of it.
+#[derive(Clone)]
+struct GroupError {
+    unavailable: bool,
+    message: String,
+}
+
+impl GroupError {
+    fn from_sqlite(what: &str, e: &rusqlite::Error) -> Self {
+        Self {
+            unavailable: matches!(EngineError::from(clone_err(e)), EngineError::Unavailable(_)),
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    fn to_engine(&self) -> EngineError {
+        if self.unavailable {
+            EngineError::Unavailable(self.message.clone())
+        } else {
+            EngineError::Storage(self.message.clone())
+        }
+    }
+}
+
+/// rusqlite errors are not Clone; keep what classification needs.
+fn clone_err(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, m) => rusqlite::Error::SqliteFailure(*f, m.clone()),
+        other => rusqlite::Error::InvalidParameterName(other.to_string()),
+    }
+}
+
+type Reply = Box<dyn FnOnce(Option<GroupError>) + Send>;
 /// A job gets the connection inside the group's transaction, or `None` when no transaction could be
 /// started (it then only reports the failure).
 type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
@@ -40,9 +72,9 @@ impl Writer {
                 None => Err(EngineError::Storage("could not start a transaction".into())),
             };
             let ok = result.is_ok();
-            let reply: Reply = Box::new(move |commit_error: Option<String>| {
+            let reply: Reply = Box::new(move |commit_error: Option<GroupError>| {
                 done(match commit_error {
-                    Some(e) => Err(EngineError::Storage(e)),
+                    Some(e) => Err(e.to_engine()),
                     None => result,
                 })
             });
@@ -96,38 +128,64 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
 
 fn commit_batch(conn: &Connection, batch: Vec<Job>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let msg = format!("begin: {e}");
-        tracing::error!(error = %msg, "cannot start a write transaction");
+        let err = GroupError::from_sqlite("begin", &e);
+        tracing::error!(error = %err.message, "cannot start a write transaction");
         for job in batch {
             let (_, reply) = job(None);
-            reply(Some(msg.clone()));
+            reply(Some(err.clone()));
         }
         return;
     }
-    let mut replies = Vec::with_capacity(batch.len());
-    for job in batch {
+    // (reply, whether the job itself failed: its own error then stands whatever happens to the group)
+    let mut replies: Vec<(Reply, bool)> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    let mut rolled_back = false;
+    for job in jobs.by_ref() {
         if conn.execute_batch("SAVEPOINT job").is_err() {
             let (_, reply) = job(None);
-            replies.push(reply);
+            replies.push((reply, true));
             continue;
         }
         let (ok, reply) = job(Some(conn));
+        // On SQLITE_FULL, IOERR or NOMEM, SQLite may roll the whole transaction back by itself.
+        // Nothing of this group is then stored: stop, and refuse every job of it (running the rest
+        // would commit them one by one outside the group, behind their callers' backs).
+        if conn.is_autocommit() {
+            replies.push((reply, !ok));
+            rolled_back = true;
+            break;
+        }
         let end = if ok {
             "RELEASE job"
         } else {
             "ROLLBACK TO job; RELEASE job"
         };
         let _ = conn.execute_batch(end);
-        replies.push(reply);
+        replies.push((reply, !ok));
     }
-    let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
-        format!("commit: {e}")
-    });
+    let commit_error = if rolled_back {
+        Some(GroupError {
+            unavailable: true,
+            message: "the database rolled the transaction back (disk full or I/O error)".into(),
+        })
+    } else {
+        conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            GroupError::from_sqlite("commit", &e)
+        })
+    };
     if let Some(e) = &commit_error {
-        tracing::error!(error = %e, "group commit failed; every write in the group is refused");
+        tracing::error!(error = %e.message, "group commit failed; every write in the group is refused");
     }
-    for reply in replies {
+    for job in jobs {
+        let (_, reply) = job(None);
         reply(commit_error.clone());
+    }
+    for (reply, failed_itself) in replies {
+        reply(if failed_itself {
+            None
+        } else {
+            commit_error.clone()
+        });
     }
 }

@@ -51,30 +51,29 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
             Ok(Reply::Data(lookup_data(&row, None, engine.clock().now())))
         }
         ("renew-self", Op::Update) => {
-            let row = engine
+            let (row, warning) = engine
                 .renew_token(TokenRef::Token(me.token.expose()), increment(body)?)
                 .await?;
-            Ok(Reply::Auth(auth_block(
-                &row,
-                me.token.expose(),
-                engine.clock().now(),
-            )))
+            Ok(renewed(
+                auth_block(&row, me.token.expose(), engine.clock().now()),
+                warning,
+            ))
         }
         ("renew", Op::Update) => {
             let t = required(body, "token")?;
-            let row = engine
+            let (row, warning) = engine
                 .renew_token(TokenRef::Token(&t), increment(body)?)
                 .await
                 .map_err(bad_token)?;
-            Ok(Reply::Auth(auth_block(&row, &t, engine.clock().now())))
+            Ok(renewed(auth_block(&row, &t, engine.clock().now()), warning))
         }
         ("renew-accessor", Op::Update) => {
             let a = required(body, "accessor")?;
-            let row = engine
+            let (row, warning) = engine
                 .renew_token(TokenRef::Accessor(&a), increment(body)?)
                 .await
                 .map_err(bad_token)?;
-            Ok(Reply::Auth(auth_block(&row, "", engine.clock().now())))
+            Ok(renewed(auth_block(&row, "", engine.clock().now()), warning))
         }
         ("revoke-self", Op::Update) => {
             engine
@@ -104,12 +103,21 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
     }
 }
 
-/// An unknown token in a lookup, renew or revoke by value is a 400 in Vault ("bad token"); the
-/// caller's own token was already checked by then.
+/// An unknown, expired or revoked token in a lookup or renew by value: Vault answers 403 "bad token"
+/// (`handleLookup` returns ErrPermissionDenied; hvac raises Forbidden on it).
 fn bad_token(e: crate::engine::error::EngineError) -> VaultError {
     match e {
-        crate::engine::error::EngineError::PermissionDenied => VaultError::bad("bad token"),
+        crate::engine::error::EngineError::PermissionDenied => {
+            VaultError::Denied("bad token".into())
+        }
         other => other.into(),
+    }
+}
+
+fn renewed(auth: Value, warning: Option<String>) -> Reply {
+    match warning {
+        Some(w) => Reply::AuthWarn(auth, vec![w]),
+        None => Reply::Auth(auth),
     }
 }
 

@@ -11,6 +11,8 @@ pub enum VaultError {
     BadRequest(String),
     /// 403 `permission denied`.
     PermissionDenied,
+    /// 403 with Vault's message for the case (e.g. "bad token" from a lookup).
+    Denied(String),
     /// 403 from the `sys/internal/ui/mounts` preflight.
     PreflightDenied(String),
     /// 404 `{"errors":[]}`: a read or list of something that is not there.
@@ -27,6 +29,8 @@ pub enum VaultError {
     UnsupportedMediaType(String),
     /// 503 while sealed or uninitialised.
     Sealed,
+    /// 503 while storage cannot take writes (disk full, read-only).
+    Unavailable(String),
     /// 500. The message is safe to show (it never holds secret data).
     Internal(String),
 }
@@ -42,6 +46,10 @@ impl From<EngineError> for VaultError {
                 Self::BadRequest(e.to_string())
             }
             EngineError::Sealed => Self::Sealed,
+            EngineError::Unavailable(m) => {
+                tracing::error!(error = %m, "storage unavailable");
+                Self::Unavailable(format!("storage unavailable: {m}"))
+            }
             EngineError::PermissionDenied => Self::PermissionDenied,
             EngineError::Crypto | EngineError::Storage(_) => {
                 tracing::error!(error = %e, "internal error");
@@ -60,6 +68,7 @@ impl VaultError {
         match self {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, vec![m.clone()]),
             Self::PermissionDenied => (StatusCode::FORBIDDEN, vec!["permission denied".into()]),
+            Self::Denied(m) => (StatusCode::FORBIDDEN, vec![m.clone()]),
             Self::PreflightDenied(path) => (
                 StatusCode::FORBIDDEN,
                 vec![format!(
@@ -86,6 +95,7 @@ impl VaultError {
                 )],
             ),
             Self::Sealed => (StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".into()]),
+            Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, vec![m.clone()]),
             Self::TooManyRequests(path) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 vec![format!("request path {path:?}: rate limit quota exceeded")],

@@ -15,6 +15,8 @@ pub enum Reply {
     DataWarn(Value, Vec<String>),
     /// 200 envelope with an `auth` block and `data: null`.
     Auth(Value),
+    /// The same with warnings (a renewal capped by a maximum TTL).
+    AuthWarn(Value, Vec<String>),
     /// 200 envelope whose `data` is also copied to the top level (Vault's `sys/` "injector" routes,
     /// e.g. `sys/mounts`, which older clients read from the top).
     SysInjected(Value),
@@ -76,6 +78,10 @@ impl Reply {
             Reply::Auth(a) => json_response(
                 StatusCode::OK,
                 envelope(&Value::Null, None, Some(&a), mount_type),
+            ),
+            Reply::AuthWarn(a, w) => json_response(
+                StatusCode::OK,
+                envelope(&Value::Null, Some(&w), Some(&a), mount_type),
             ),
             Reply::SysInjected(d) => {
                 let mut top = match serde_json::to_value(Envelope {

@@ -284,3 +284,68 @@ async fn rotate_rewrap_and_root_rotation() {
         403
     );
 }
+
+#[actix_web::test]
+async fn full_storage_is_503_and_recovers() {
+    let h = harness().await;
+    h.put("/v1/secret/data/before", json!({"data": {"a": "1"}}))
+        .await;
+    // Cap the database at its current size: the next write finds the "disk" full.
+    let pages: u64 = {
+        let conn = rusqlite::Connection::open(h.dir.join("kvseal.db")).unwrap();
+        conn.query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap()
+    };
+    h.engine.set_max_page_count(pages).await.unwrap();
+    let big = "x".repeat(200_000);
+    let r = h
+        .put("/v1/secret/data/big", json!({"data": {"a": big}}))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(
+        r.json()["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("storage unavailable"),
+        "{}",
+        r.text
+    );
+    let r = h
+        .call(
+            "GET",
+            &format!("/api/{}/v2/secret", crate::testutil::OKMS_ID),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "reads still work while writes cannot");
+    let r = h
+        .call(
+            "POST",
+            &format!("/api/{}/v2/secret", crate::testutil::OKMS_ID),
+            Some(json!({"path": "big2", "version": {"data": {"a": "x".repeat(60_000)}}})),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(
+        r.json()["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("storage unavailable"),
+        true
+    );
+    // Nothing half-written; the earlier secret is intact.
+    assert_eq!(h.call("GET", "/v1/secret/data/big", None).await.status, 404);
+    assert_eq!(
+        h.call("GET", "/v1/secret/data/before", None).await.json()["data"]["data"],
+        json!({"a": "1"})
+    );
+    // Space returns: the same write succeeds, no restart needed.
+    h.engine.set_max_page_count(1 << 30).await.unwrap();
+    let r = h
+        .put(
+            "/v1/secret/data/big",
+            json!({"data": {"a": "x".repeat(200_000)}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
