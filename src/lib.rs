@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod okms;
+pub mod operator;
 pub mod policy;
 pub mod server;
 pub mod storage;

@@ -19,6 +19,26 @@ struct Cli {
 enum Command {
     /// Run the server.
     Server(ServerArgs),
+    /// Operator tools.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Write a consistent copy of the store to FILE (safe while the server runs; stays encrypted).
+    Backup {
+        /// The server's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        file: PathBuf,
+    },
+    /// Replace the store with a backup or snapshot archive (the server must be stopped).
+    Restore {
+        #[arg(long)]
+        config: PathBuf,
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -47,6 +67,23 @@ struct ServerArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Operator(op) => {
+            let result = match op {
+                OperatorCommand::Backup { config, file } => {
+                    kvseal::operator::backup(&config, &file)
+                }
+                OperatorCommand::Restore { config, file } => {
+                    kvseal::operator::restore(&config, &file)
+                }
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Server(a) => {
             let mode = if a.dev {
                 kvseal::server::Mode::Dev {

@@ -1,6 +1,7 @@
 //! The versioned secret engine. It knows nothing of HTTP: both APIs call these methods.
 
 mod audit;
+pub mod backup;
 pub mod clock;
 pub mod duration;
 pub mod error;

@@ -152,5 +152,8 @@ fn render(reply: Reply, rid: &str, page: Option<usize>, data_in_errors: bool) ->
             OkmsError::NotFound("secret not found".into()).render(rid)
         }
         Reply::Empty(status) => HttpResponse::build(status).finish(),
+        Reply::Binary(bytes, ct) => HttpResponse::Ok()
+            .insert_header(("Content-Type", ct))
+            .body(bytes),
     }
 }

@@ -10,6 +10,7 @@
 pub mod audit_rows;
 pub mod rows;
 mod schema;
+pub mod snapshot;
 pub mod token_rows;
 mod writer;
 
@@ -35,6 +36,31 @@ pub struct Store {
     path: PathBuf,
     writer: Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// An exclusive lock on `<dir>/kvseal.lock` for as long as the store is open: a second server,
+    /// or `kvseal operator restore`, on the same directory is refused.
+    _lock: std::fs::File,
+}
+
+/// Takes the directory's lock file, or says who has it.
+pub fn lock_dir(dir: &Path) -> EngineResult<std::fs::File> {
+    let path = dir.join("kvseal.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| EngineError::Storage(format!("{}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Storage(format!(
+            "{} is in use by another kvseal process",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(EngineError::Storage(format!("{}: {e}", path.display())))
+        }
+    }
 }
 
 fn open_conn(path: &Path, durability: Durability, read_only: bool) -> rusqlite::Result<Connection> {
@@ -80,6 +106,7 @@ impl Store {
     pub fn open(dir: &Path, durability: Durability) -> EngineResult<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| EngineError::Storage(format!("{}: {e}", dir.display())))?;
+        let lock = lock_dir(dir)?;
         let path = dir.join("kvseal.db");
         for suffix in ["", "-wal", "-shm"] {
             let p = PathBuf::from(format!("{}{suffix}", path.display()));
@@ -93,7 +120,19 @@ impl Store {
             path,
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
+            _lock: lock,
         })
+    }
+
+    /// The directory holding the database.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Writes a consistent copy of the database to `target` (which must not exist) while the store
+    /// keeps serving: `VACUUM INTO` reads one snapshot of the WAL database and writes a compact copy.
+    pub fn copy_to(&self, target: &Path) -> EngineResult<()> {
+        snapshot::vacuum_into(&self.path, target)
     }
 
     pub fn writer(&self) -> &Writer {

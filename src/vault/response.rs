@@ -27,6 +27,8 @@ pub enum Reply {
     /// A full envelope with a chosen status (`logical.RespondWithStatusCode`): the KV engine's 404 for a
     /// deleted version (hvac reads `data.metadata` from it) and its catch-all 404 with a warning.
     RawEnvelope(StatusCode, Value, Option<Vec<String>>),
+    /// Bytes of a given content type (a snapshot archive).
+    Binary(Vec<u8>, &'static str),
     /// A status with an empty body (PATCH of a missing key: the Go client then treats it as "nothing
     /// there" rather than an error).
     Empty(StatusCode),
@@ -114,6 +116,9 @@ impl Reply {
                 json_response(status, envelope(&d, w.as_deref(), None, ""))
             }
             Reply::Empty(status) => json_response(status, String::new()),
+            Reply::Binary(bytes, ct) => HttpResponse::Ok()
+                .insert_header(("Content-Type", ct))
+                .body(bytes),
         }
     }
 }
