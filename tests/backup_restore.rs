@@ -5,6 +5,8 @@
 //! backup`. Each is restored into an empty storage directory (a "fresh machine" that has only the key
 //! file) and served: every write acknowledged before the backup began must read back exactly.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::collections::HashMap;

@@ -1,6 +1,8 @@
 //! A full disk is a 503 with a clear message, nothing is half-written, and the server recovers by
 //! itself when space returns: the real binary on a small tmpfs that gets filled up.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::process::{Command, Stdio};
