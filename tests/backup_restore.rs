@@ -65,19 +65,21 @@ impl Drop for Proc {
 }
 
 fn serve(cfg: &Path, port: u16) -> Proc {
-    let child = Command::new(BIN)
-        .arg("server")
-        .arg("--config")
-        .arg(cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let proc = Proc(
+        Command::new(BIN)
+            .arg("server")
+            .arg("--config")
+            .arg(cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if common::raw_get_status(&format!("127.0.0.1:{port}"), "/v1/sys/health") == Some(200) {
-            return Proc(child);
+            return proc;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
