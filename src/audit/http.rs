@@ -27,6 +27,28 @@ pub struct Exchange {
     body: Value,
 }
 
+/// Vault's logical operation names for an HTTP method, as its audit entries carry them (tools filter
+/// on `update`, `read`, `list`). A write is `update` here: whether it created the key is known only
+/// after it ran.
+fn vault_operation(method: &str, query: &str) -> &'static str {
+    let list_query = query.split('&').any(|kv| {
+        matches!(
+            kv,
+            "list=true" | "list=1" | "list=t" | "list=True" | "list=TRUE"
+        )
+    });
+    match method {
+        "get" if list_query => "list",
+        "get" => "read",
+        "list" => "list",
+        "post" | "put" => "update",
+        "patch" => "patch",
+        "delete" => "delete",
+        "head" => "header",
+        _ => "unknown",
+    }
+}
+
 /// Why an entry could not be written: the caller refuses the request.
 #[derive(Debug)]
 pub struct AuditFailed;
@@ -52,7 +74,7 @@ impl Exchange {
         Some(Self {
             devices,
             request_id: request_id.to_string(),
-            operation: operation.to_string(),
+            operation: vault_operation(operation, req.query_string()).to_string(),
             path: path.to_string(),
             remote: req
                 .peer_addr()

@@ -10,9 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
 use crate::crypto::Key32;
 
@@ -109,10 +107,7 @@ impl AuditDevice {
 
     /// `hmac-sha256:<hex>` of a value under this device's salt.
     pub fn hash(&self, input: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.salt.as_bytes())
-            .expect("HMAC takes any key");
-        mac.update(input.as_bytes());
-        let out = mac.finalize().into_bytes();
+        let out = crate::crypto::hmac_sha256(&self.salt, input.as_bytes());
         let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
         format!("hmac-sha256:{hex}")
     }

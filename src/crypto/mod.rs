@@ -106,6 +106,17 @@ fn open_with(
         .map_err(|_| EngineError::Crypto)
 }
 
+/// HMAC-SHA256 under a 32-byte key. The key is zero-padded to SHA-256's 64-byte block, which is
+/// exactly what HMAC does with a short key, so this is standard HMAC without a fallible constructor.
+pub fn hmac_sha256(key: &Key32, data: &[u8]) -> Vec<u8> {
+    use hmac::digest::KeyInit;
+    let mut block = Zeroizing::new([0u8; 64]);
+    block[..32].copy_from_slice(&key.0);
+    let mut mac = <Hmac<Sha256> as KeyInit>::new(&(*block).into());
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// Associated data for a secret version: binds the ciphertext to its row.
 pub fn version_aad(mount_id: i64, path: &str, version: u64) -> Vec<u8> {
     let mut aad = Vec::with_capacity(32 + path.len());
@@ -149,12 +160,13 @@ impl Keyring {
         }
     }
 
-    fn active(&self) -> (u32, &Key32) {
-        let (id, key, _) = self
-            .keys
+    /// The key for new writes: the newest. A keyring is never empty (`generate` makes one key and
+    /// `open_under` refuses an empty one), but this stays an error rather than a panic.
+    fn active(&self) -> Result<(u32, &Key32), EngineError> {
+        self.keys
             .last()
-            .expect("a keyring always holds at least one key");
-        (*id, key)
+            .map(|(id, key, _)| (*id, key))
+            .ok_or(EngineError::Crypto)
     }
 
     /// The id (Vault's "term") of the key that seals new writes, and when it was installed.
@@ -178,9 +190,9 @@ impl Keyring {
     }
 
     /// Seals a value; returns the key id to store beside it.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> (u32, Sealed) {
-        let (id, key) = self.active();
-        (id, seal_with(key, plaintext, aad))
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(u32, Sealed), EngineError> {
+        let (id, key) = self.active()?;
+        Ok((id, seal_with(key, plaintext, aad)))
     }
 
     pub fn open(
@@ -201,10 +213,7 @@ impl Keyring {
 
     /// HMAC-SHA256 of a token under the keyring's token key: the only form in which tokens are stored.
     pub fn token_hash(&self, token: &str) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.token_hmac_key.0)
-            .expect("HMAC accepts any key length");
-        mac.update(token.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        hmac_sha256(&self.token_hmac_key, token.as_bytes())
     }
 
     /// Seals the keyring under the root key for storage.
@@ -320,7 +329,7 @@ mod tests {
     fn round_trip_and_tamper_detection() {
         let ring = Keyring::generate(1);
         let aad = version_aad(1, "a/b", 3);
-        let (id, sealed) = ring.seal(b"hunter2", &aad);
+        let (id, sealed) = ring.seal(b"hunter2", &aad).unwrap();
         assert_eq!(
             ring.open(id, &sealed.nonce, &sealed.ciphertext, &aad)
                 .unwrap()
@@ -342,6 +351,17 @@ mod tests {
         bad[0] ^= 1;
         assert!(ring.open(id, &sealed.nonce, &bad, &aad).is_err());
         assert!(!sealed.ciphertext.windows(7).any(|w| w == b"hunter2"));
+    }
+
+    #[test]
+    fn padded_hmac_is_standard_hmac() {
+        let key = Key32::random();
+        let mut reference = <Hmac<Sha256> as Mac>::new_from_slice(&key.0).unwrap();
+        reference.update(b"kvs.token");
+        assert_eq!(
+            hmac_sha256(&key, b"kvs.token"),
+            reference.finalize().into_bytes().to_vec()
+        );
     }
 
     #[test]

@@ -15,12 +15,12 @@ fn salt_aad(name: &str) -> Vec<u8> {
     format!("kvseal/audit-salt/{name}").into_bytes()
 }
 
-fn seal_salt(keyring: &Keyring, name: &str, salt: &Key32) -> Vec<u8> {
-    let (key_id, sealed) = keyring.seal(salt.as_bytes(), &salt_aad(name));
+fn seal_salt(keyring: &Keyring, name: &str, salt: &Key32) -> EngineResult<Vec<u8>> {
+    let (key_id, sealed) = keyring.seal(salt.as_bytes(), &salt_aad(name))?;
     let mut out = key_id.to_be_bytes().to_vec();
     out.extend_from_slice(&sealed.nonce);
     out.extend_from_slice(&sealed.ciphertext);
-    out
+    Ok(out)
 }
 
 fn open_salt(keyring: &Keyring, name: &str, blob: &[u8]) -> EngineResult<Key32> {
@@ -91,7 +91,7 @@ impl Engine {
             kind: kind.to_string(),
             description: description.to_string(),
             options: serde_json::to_string(&options).unwrap_or_else(|_| "{}".into()),
-            salt: seal_salt(&keyring, name, &salt),
+            salt: seal_salt(&keyring, name, &salt)?,
         };
         self.store
             .write(move |c| audit_rows::insert(c, &row))

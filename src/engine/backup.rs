@@ -41,7 +41,7 @@ impl Engine {
                 .map(|b| format!("{b:02x}"))
                 .collect();
             let sums = format!("{digest}  {SNAPSHOT_DB_NAME}\n");
-            let (key_id, sealed) = keyring.seal(sums.as_bytes(), SUMS_AAD);
+            let (key_id, sealed) = keyring.seal(sums.as_bytes(), SUMS_AAD)?;
             let mut sealed_sums = key_id.to_be_bytes().to_vec();
             sealed_sums.extend_from_slice(&sealed.nonce);
             sealed_sums.extend_from_slice(&sealed.ciphertext);

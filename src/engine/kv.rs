@@ -143,7 +143,7 @@ fn add_version(
     let plain = zeroize::Zeroizing::new(
         serde_json::to_vec(data).map_err(|e| EngineError::invalid(e.to_string()))?,
     );
-    let (key_id, sealed) = keyring.seal(&plain, &version_aad(mount.id, path, version.version));
+    let (key_id, sealed) = keyring.seal(&plain, &version_aad(mount.id, path, version.version))?;
     rows::insert_version(
         c,
         mount.id,

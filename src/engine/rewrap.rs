@@ -47,7 +47,7 @@ impl Engine {
             for s in &stale {
                 let aad = version_aad(s.mount_id, &s.path, s.version);
                 let plain = keyring.open(s.key_id, &s.nonce, &s.ciphertext, &aad)?;
-                let (key_id, sealed) = keyring.seal(&plain, &aad);
+                let (key_id, sealed) = keyring.seal(&plain, &aad)?;
                 rows::replace_blob(
                     c,
                     s.mount_id,

@@ -117,30 +117,30 @@ async fn serve(
     // verified client certificate mapped by `[[auth.cert]]` (okms-cli's default `mtls`). Failed
     // attempts spend the client's unauthenticated rate budget.
     let ip = app::client_ip(req);
-    if !state.limiter.has_room(ip) {
-        return Err(OkmsError::TooManyRequests);
-    }
+    // A failed attempt spends the client's budget; once it is spent, failures are 429 (valid
+    // credentials from the same address keep working).
+    let refuse = || {
+        if state.limiter.take(ip) {
+            OkmsError::Unauthorized
+        } else {
+            OkmsError::TooManyRequests
+        }
+    };
     let identity = match app::token_of(req) {
         Some(t) if !t.is_empty() => match engine.authenticate(&t).await {
             Ok(id) => id,
-            Err(_) => {
-                state.limiter.take(ip);
-                return Err(OkmsError::Unauthorized);
-            }
+            Err(_) => return Err(refuse()),
         },
         _ => match state.cert_identity(req, None) {
             Some((peer, cert)) => {
                 // An OKMS access certificate names its domain in a UPN otherName
                 // (`okms.domain:<uuid>`); it is valid on that domain only.
-                if peer.okms_domain().is_some_and(|d| d != okms_id) {
+                if !peer.allows_okms_domain(&okms_id) {
                     return Err(OkmsError::Forbidden);
                 }
                 crate::engine::Identity::transient(&format!("cert-{}", cert.name), &cert.policies)
             }
-            None => {
-                state.limiter.take(ip);
-                return Err(OkmsError::Unauthorized);
-            }
+            None => return Err(refuse()),
         },
     };
     let mount = engine.mount_by_path(mount_path).ok_or_else(|| {

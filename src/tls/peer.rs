@@ -63,12 +63,25 @@ impl PeerCertificate {
             })
     }
 
-    /// The OKMS domain the certificate is restricted to, if it names one (`*` means any).
-    pub fn okms_domain(&self) -> Option<uuid::Uuid> {
-        self.upn.iter().find_map(|v| {
-            v.strip_prefix("okms.domain:")
-                .and_then(|d| uuid::Uuid::parse_str(d.trim()).ok())
-        })
+    /// Whether the certificate may be used on OKMS domain `id`. A certificate without any
+    /// `okms.domain:` UPN, or with `okms.domain:*`, is not restricted; otherwise `id` must be one of
+    /// the domains it names. A value that is not a UUID restricts to nothing (fail closed).
+    pub fn allows_okms_domain(&self, id: &uuid::Uuid) -> bool {
+        let mut restricted = false;
+        for v in &self.upn {
+            let Some(d) = v.strip_prefix("okms.domain:") else {
+                continue;
+            };
+            let d = d.trim();
+            if d == "*" {
+                return true;
+            }
+            restricted = true;
+            if uuid::Uuid::parse_str(d).is_ok_and(|u| &u == id) {
+                return true;
+            }
+        }
+        !restricted
     }
 }
 
@@ -145,10 +158,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(p.upn, vec![String::from_utf8(value.to_vec()).unwrap()]);
-        assert_eq!(
-            p.okms_domain().unwrap().to_string(),
-            "2b7c4bd5-0e1c-4f4f-9a7a-4e8f4d4c2a11"
+        let d1 = uuid::Uuid::parse_str("2b7c4bd5-0e1c-4f4f-9a7a-4e8f4d4c2a11").unwrap();
+        let d2 = uuid::Uuid::new_v4();
+        assert!(p.allows_okms_domain(&d1));
+        assert!(!p.allows_okms_domain(&d2));
+        let bad = PeerCertificate {
+            upn: vec!["okms.domain:not-a-uuid".into()],
+            ..Default::default()
+        };
+        assert!(
+            !bad.allows_okms_domain(&d1),
+            "a malformed restriction fails closed"
         );
+        let two = PeerCertificate {
+            upn: vec![format!("okms.domain:{d2}"), format!("okms.domain:{d1}")],
+            ..Default::default()
+        };
+        assert!(two.allows_okms_domain(&d1) && two.allows_okms_domain(&d2));
+        let any = PeerCertificate {
+            upn: vec!["okms.domain:*".into()],
+            ..Default::default()
+        };
+        assert!(any.allows_okms_domain(&d2));
+        assert!(PeerCertificate::default().allows_okms_domain(&d2));
         assert!(upn_values(&[0x06, 0x0a]).is_empty());
     }
 

@@ -47,7 +47,7 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
             let a = required(body, "accessor")?;
             let row = engine
                 .lookup_token(TokenRef::Accessor(&a))
-                .map_err(bad_token)?;
+                .map_err(bad_accessor)?;
             Ok(Reply::Data(lookup_data(&row, None, engine.clock().now())))
         }
         ("renew-self", Op::Update) => {
@@ -72,7 +72,7 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
             let (row, warning) = engine
                 .renew_token(TokenRef::Accessor(&a), increment(body)?)
                 .await
-                .map_err(bad_token)?;
+                .map_err(bad_accessor)?;
             Ok(renewed(auth_block(&row, "", engine.clock().now()), warning))
         }
         ("revoke-self", Op::Update) => {
@@ -110,6 +110,14 @@ fn bad_token(e: crate::engine::error::EngineError) -> VaultError {
         crate::engine::error::EngineError::PermissionDenied => {
             VaultError::Denied("bad token".into())
         }
+        other => other.into(),
+    }
+}
+
+/// An unknown accessor: 400 "invalid accessor", as Vault answers (unlike a bad token's 403).
+fn bad_accessor(e: crate::engine::error::EngineError) -> VaultError {
+    match e {
+        crate::engine::error::EngineError::PermissionDenied => VaultError::bad("invalid accessor"),
         other => other.into(),
     }
 }

@@ -140,21 +140,21 @@ async fn route(
     if path == "auth/cert/login" {
         return Ok((auth_cert::login(state, http, req).await?, "cert"));
     }
-    if !state.limiter.has_room(ip) {
-        return Err(VaultError::TooManyRequests(path.to_string()));
-    }
+    // A failed authentication spends the client's budget; once it is spent, failures are 429
+    // (valid tokens from the same address keep working).
+    let refuse = |e: VaultError| {
+        if state.limiter.take(ip) {
+            e
+        } else {
+            VaultError::TooManyRequests(path.to_string())
+        }
+    };
     let identity = match req.token.as_deref() {
         Some(t) if !t.is_empty() => match engine.authenticate(t).await {
             Ok(id) => id,
-            Err(e) => {
-                state.limiter.take(ip);
-                return Err(e.into());
-            }
+            Err(e) => return Err(refuse(e.into())),
         },
-        _ => {
-            state.limiter.take(ip);
-            return Err(VaultError::PermissionDenied);
-        }
+        _ => return Err(refuse(VaultError::PermissionDenied)),
     };
     let acl = engine.acl(&identity);
     // The kv preflight is an unauthenticated path in Vault that checks mount access itself (see

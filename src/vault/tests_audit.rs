@@ -120,7 +120,7 @@ async fn audit_log_hashes_secrets_and_blocks_when_it_cannot_write() {
         .find(|e| {
             e["type"] == "request"
                 && e["request"]["path"] == "secret/data/audited"
-                && e["request"]["operation"] == "post"
+                && e["request"]["operation"] == "update"
         })
         .unwrap();
     assert_eq!(write["request"]["data"]["data"]["pw"], hash);
@@ -134,7 +134,7 @@ async fn audit_log_hashes_secrets_and_blocks_when_it_cannot_write() {
         .find(|e| {
             e["type"] == "response"
                 && e["request"]["path"] == "secret/data/audited"
-                && e["request"]["operation"] == "get"
+                && e["request"]["operation"] == "read"
         })
         .unwrap();
     assert_eq!(read["response"]["data"]["data"]["data"]["pw"], hash);
