@@ -60,6 +60,21 @@ pub struct Limits {
     pub unauthenticated_per_second: f64,
     #[serde(default = "default_burst")]
     pub unauthenticated_burst: f64,
+    /// Deepest nesting of a JSON request body.
+    #[serde(default = "default_json_depth")]
+    pub max_json_depth: usize,
+    /// Most entries in one JSON object (so also most keys in a secret).
+    #[serde(default = "default_json_entries")]
+    pub max_json_object_entries: usize,
+    /// Most elements in one JSON array.
+    #[serde(default = "default_json_entries")]
+    pub max_json_array_elements: usize,
+    /// Longest JSON string, in bytes.
+    #[serde(default = "default_json_string")]
+    pub max_json_string_length: usize,
+    /// A request still running after this long is answered 503 (a duration, as "90s").
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: String,
 }
 
 impl Default for Limits {
@@ -67,8 +82,40 @@ impl Default for Limits {
         Self {
             unauthenticated_per_second: default_rate(),
             unauthenticated_burst: default_burst(),
+            max_json_depth: default_json_depth(),
+            max_json_object_entries: default_json_entries(),
+            max_json_array_elements: default_json_entries(),
+            max_json_string_length: default_json_string(),
+            request_timeout: default_request_timeout(),
         }
     }
+}
+
+impl Limits {
+    /// The request timeout in seconds (validated at load).
+    pub fn request_timeout_secs(&self) -> u64 {
+        crate::engine::duration::parse_go_duration(&self.request_timeout)
+            .filter(|s| *s > 0)
+            .map_or(90, |s| s as u64)
+    }
+}
+
+/// OpenBao's listener defaults for JSON complexity, except the depth, which serde_json caps at 128.
+fn default_json_depth() -> usize {
+    100
+}
+
+fn default_json_entries() -> usize {
+    10_000
+}
+
+fn default_json_string() -> usize {
+    1024 * 1024
+}
+
+/// Vault's default `max_request_duration`.
+fn default_request_timeout() -> String {
+    "90s".into()
 }
 
 /// Generous enough for scripts and test suites on one address, small enough to make guessing unseal
@@ -251,6 +298,20 @@ impl Config {
                     return Err(("auth.cert.ttl", format!("{t:?} is not a positive duration")));
                 }
             }
+        }
+        if crate::engine::duration::parse_go_duration(&self.limits.request_timeout)
+            .is_none_or(|s| s <= 0)
+        {
+            return Err((
+                "limits.request_timeout",
+                format!(
+                    "{:?} is not a positive duration",
+                    self.limits.request_timeout
+                ),
+            ));
+        }
+        if self.limits.max_json_depth == 0 || self.limits.max_json_depth > 128 {
+            return Err(("limits.max_json_depth", "must be from 1 to 128".into()));
         }
         if !(self.limits.unauthenticated_per_second > 0.0
             && self.limits.unauthenticated_burst >= 1.0)

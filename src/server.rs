@@ -238,7 +238,9 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
             listen.limits.unauthenticated_per_second,
             listen.limits.unauthenticated_burst,
         ),
+        request_timeout: std::time::Duration::from_secs(listen.limits.request_timeout_secs()),
     });
+    crate::app::set_json_limits(&listen.limits);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

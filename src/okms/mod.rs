@@ -81,10 +81,14 @@ async fn dispatch(
             return OkmsError::Internal(audit_http::FAILED_MESSAGE.into()).render(&rid);
         }
     }
-    let resp = match serve(&req, &body, &state, &rid).await {
-        Ok(r) => r,
-        Err(e) => e.render(&rid),
-    };
+    let resp =
+        match actix_web::rt::time::timeout(state.request_timeout, serve(&req, &body, &state, &rid))
+            .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => e.render(&rid),
+            Err(_) => OkmsError::Unavailable("request deadline exceeded".into()).render(&rid),
+        };
     match audit {
         None => resp,
         Some(a) => match a.response(resp).await {

@@ -88,14 +88,19 @@ async fn dispatch(
             return VaultError::Internal(audit_http::FAILED_MESSAGE.into()).render();
         }
     }
-    let result = async {
+    let work = async {
         let rest = raw
             .strip_prefix("/v1/")
             .ok_or_else(|| VaultError::NoHandler(raw.to_string()))?;
         let vreq = request::parse(&req, rest, &body, request::PatchTypes::MergePatchOnly)?;
         route(&state, &req, &vreq).await
-    }
-    .await;
+    };
+    // Vault's max_request_duration: a request still running at the deadline is answered 503 (a
+    // write already queued may still commit, as in Vault).
+    let result = match actix_web::rt::time::timeout(state.request_timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(VaultError::Unavailable("context deadline exceeded".into())),
+    };
     let resp = match result {
         Ok((reply, mount_type)) => reply.render(&rid, mount_type),
         Err(e) => e.render(),

@@ -167,7 +167,12 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> VaultResult<Map<String, Value>>
             .map(|(k, v)| (k, Value::String(v)))
             .collect());
     }
-    match serde_json::from_slice::<Value>(body) {
+    let parsed = serde_json::from_slice::<Value>(body);
+    if let Ok(v) = &parsed {
+        crate::app::check_json(v)
+            .map_err(|m| VaultError::bad(format!("failed to parse JSON input: {m}")))?;
+    }
+    match parsed {
         Ok(Value::Object(m)) => Ok(m),
         Ok(Value::Null) => Ok(Map::new()),
         Ok(_) => Err(VaultError::bad(

@@ -986,3 +986,59 @@ async fn wrong_root_key_stays_sealed() {
         true
     );
 }
+
+#[actix_web::test]
+async fn json_complexity_limits_are_400_on_both_apis() {
+    let h = harness().await;
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let deep = format!(r#"{{"data":{{"a":{}}}}}"#, nested(110));
+    let r = h
+        .call_with(
+            "POST",
+            "/v1/secret/data/deep",
+            Some(&deep),
+            &[("X-Vault-Token", "root")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.json()["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("nesting exceeds the limit of 100"));
+    let many: serde_json::Map<String, Value> =
+        (0..10_001).map(|i| (format!("k{i}"), json!(i))).collect();
+    let r = h.put("/v1/secret/data/wide", json!({"data": many})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("10000 entries"));
+    let okms = format!("/api/{}/v2/secret", crate::testutil::OKMS_ID);
+    let body = format!(
+        r#"{{"path":"deep","version":{{"data":{{"a":{}}}}}}}"#,
+        nested(110)
+    );
+    let r = h
+        .call_with("POST", &okms, Some(&body), &[("X-Vault-Token", "root")])
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.json()["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("nesting exceeds"));
+    // Within the limits: fine.
+    let ok = format!(r#"{{"data":{{"a":{}}}}}"#, nested(50));
+    let r = h
+        .call_with(
+            "POST",
+            "/v1/secret/data/deep",
+            Some(&ok),
+            &[("X-Vault-Token", "root")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        h.call("GET", "/v1/secret/data/wide", None).await.status,
+        404
+    );
+}
