@@ -389,6 +389,14 @@ mod tests {
     const GOOD: &str = "[listener]\naddress = \"127.0.0.1:8200\"\ntls_disable = true\n[storage]\npath = \"/tmp/x\"\n[seal]\ntype = \"file\"\nkey_file = \"/tmp/x/k\"\n";
 
     #[test]
+    fn the_example_config_is_valid() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.limits.request_timeout_secs(), 90);
+        assert_eq!(c.okms.domains.len(), 1);
+    }
+
+    #[test]
     fn good_config_loads() {
         let c = load_str(GOOD).unwrap();
         assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
