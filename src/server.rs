@@ -247,7 +247,7 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
             // Bodies are read by the handlers with their own limit (413 in the API's error shape).
             .app_data(web::PayloadConfig::new(usize::MAX))
             .wrap_fn(|req, srv| {
-                let rid = uuid::Uuid::new_v4().to_string();
+                let rid = crate::app::new_request_id();
                 req.extensions_mut().insert(RequestId(rid.clone()));
                 let method = req.method().to_string();
                 // The path only: query strings are not logged. Secret values never appear in paths.

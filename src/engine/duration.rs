@@ -6,13 +6,15 @@
 
 use serde_json::Value;
 
-/// Parses a Go duration string (`"1h30m"`, `"-1s"`, `"300ms"`) into whole seconds (truncated).
+/// The largest duration Go's `time.Duration` holds, in whole seconds (i64::MAX nanoseconds).
+pub const MAX_SECS: i64 = i64::MAX / 1_000_000_000;
+
+/// Parses a Go duration string (`"1h30m"`, `"-1s"`, `"300ms"`, `"1.5h"`) into whole seconds
+/// (truncated), with exact integer arithmetic as Go's `time.ParseDuration` does, up to Go's limit of
+/// i64::MAX nanoseconds. `"d"` (days) is accepted as HashiCorp's parser does.
 pub fn parse_go_duration(input: &str) -> Option<i64> {
     let s = input.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let (neg, mut rest) = match s.as_bytes()[0] {
+    let (neg, mut rest) = match s.as_bytes().first()? {
         b'-' => (true, &s[1..]),
         b'+' => (false, &s[1..]),
         _ => (false, s),
@@ -23,51 +25,78 @@ pub fn parse_go_duration(input: &str) -> Option<i64> {
     if rest.is_empty() {
         return None;
     }
-    let mut total_nanos: f64 = 0.0;
+    let mut total: i128 = 0;
     while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        let int_end = rest
+            .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
-        if num_end == 0 {
+        let (int_digits, after) = rest.split_at(int_end);
+        let (frac_digits, after) = match after.strip_prefix('.') {
+            Some(a) => {
+                let e = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
+                a.split_at(e)
+            }
+            None => ("", after),
+        };
+        if int_digits.is_empty() && frac_digits.is_empty() {
             return None;
         }
-        let number: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
+        let unit_end = after
             .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_end];
-        rest = &rest[unit_end..];
-        let scale = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            // Days: HashiCorp's duration format (parseutil) takes them, and okms-cli sends "1d".
-            "d" => 86400e9,
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let scale: i128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
             _ => return None,
         };
-        total_nanos += number * scale;
+        // More digits than i64 can hold overflow any duration anyway.
+        if int_digits.len() > 20 {
+            return None;
+        }
+        let whole: i128 = if int_digits.is_empty() {
+            0
+        } else {
+            int_digits.parse().ok()?
+        };
+        total = total.checked_add(whole.checked_mul(scale)?)?;
+        if !frac_digits.is_empty() {
+            // Only the digits that can matter at nanosecond resolution.
+            let f = &frac_digits[..frac_digits.len().min(18)];
+            let num: i128 = f.parse().ok()?;
+            total = total.checked_add(num * scale / 10i128.pow(f.len() as u32))?;
+        }
+        if total > i64::MAX as i128 {
+            return None;
+        }
+        rest = next;
     }
-    if !total_nanos.is_finite() || total_nanos > 9.2e18 {
-        return None;
-    }
-    let secs = (total_nanos / 1e9).trunc() as i64;
+    let secs = (total / 1_000_000_000) as i64;
     Some(if neg { -secs } else { secs })
 }
 
 /// Vault's `TypeDurationSecond` / `TypeSignedDurationSecond` decoding of a JSON value.
 pub fn parse_duration_value(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .filter(|s| s.abs() <= MAX_SECS),
         Value::String(s) => {
             let t = s.trim();
             if t.is_empty() {
                 return Some(0);
             }
-            t.parse::<i64>().ok().or_else(|| parse_go_duration(t))
+            match t.parse::<i64>() {
+                Ok(n) if n.abs() <= MAX_SECS => Some(n),
+                Ok(_) => None,
+                Err(_) => parse_go_duration(t),
+            }
         }
         _ => None,
     }
@@ -109,6 +138,18 @@ mod tests {
     }
 
     #[test]
+    fn exact_at_the_limits() {
+        // Found by the duration fuzz target: float accumulation lost a second here.
+        assert_eq!(parse_go_duration("1731600h44m49s"), Some(6_233_762_689));
+        assert_eq!(
+            parse_go_duration(&go_duration_string(MAX_SECS)),
+            Some(MAX_SECS)
+        );
+        assert_eq!(parse_go_duration("2562047h47m17s"), None);
+        assert_eq!(parse_go_duration("99999999999999999999999h"), None);
+    }
+
+    #[test]
     fn parses_vault_request_forms() {
         assert_eq!(parse_duration_value(&json!(30)), Some(30));
         assert_eq!(parse_duration_value(&json!("45")), Some(45));
@@ -121,5 +162,11 @@ mod tests {
         assert_eq!(parse_duration_value(&json!("abc")), None);
         assert_eq!(parse_duration_value(&json!("10x")), None);
         assert_eq!(parse_duration_value(&json!(true)), None);
+        assert_eq!(parse_duration_value(&json!("9223372036854775807")), None);
+        assert_eq!(parse_duration_value(&json!(i64::MAX)), None);
+        assert_eq!(parse_go_duration(".5s"), Some(0));
+        assert_eq!(parse_go_duration("1.5s"), Some(1));
+        assert_eq!(parse_go_duration("s"), None);
+        assert_eq!(parse_go_duration("1"), None);
     }
 }

@@ -233,10 +233,7 @@ impl Engine {
                 None | Some(0) => meta.current_version,
                 Some(v) => v,
             };
-            let versions = rows::list_versions(c, mount.id, path.as_str())?;
-            let vm = versions
-                .into_iter()
-                .find(|m| m.version == v)
+            let vm = rows::get_version_meta(c, mount.id, path.as_str(), v)?
                 .ok_or(EngineError::NotFound)?;
             if vm.state(now) != VersionState::Active {
                 return Ok(VersionRead::Gone {
@@ -315,7 +312,7 @@ impl Engine {
                 }
                 let mut meta = existing.unwrap_or_else(|| SecretMeta::new(now));
                 if let Some(update) = req.meta {
-                    apply_meta_update(&mut meta, update, now);
+                    apply_meta_update(&mut meta, update);
                 }
                 let version = match &req.data {
                     Some(data) => {
@@ -481,7 +478,7 @@ impl Engine {
                 let mount = mount_in(c, mount_id)?;
                 let mut meta = rows::get_meta(c, mount_id, path.as_str())?
                     .unwrap_or_else(|| SecretMeta::new(now));
-                apply_meta_update(&mut meta, update.clone(), now);
+                apply_meta_update(&mut meta, update.clone());
                 rows::put_meta(c, mount_id, path.as_str(), &meta)?;
                 Ok(update.cas_required == Some(false) && mount.kv.cas_required)
             })
@@ -503,7 +500,7 @@ impl Engine {
                 "delete_version_after cannot be negative",
             ));
         }
-        let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
+        let (mount_id, path) = (mount.id, path.clone());
         self.store
             .write(move |c| {
                 let mut meta =
@@ -514,7 +511,7 @@ impl Engine {
                     validate_custom_metadata(&merged)?;
                     update.custom_metadata = Some(merged);
                 }
-                apply_meta_update(&mut meta, update, now);
+                apply_meta_update(&mut meta, update);
                 rows::put_meta(c, mount_id, path.as_str(), &meta)
             })
             .await
@@ -552,7 +549,7 @@ impl Engine {
     }
 }
 
-fn apply_meta_update(meta: &mut SecretMeta, update: MetaUpdate, now: Nanos) {
+fn apply_meta_update(meta: &mut SecretMeta, update: MetaUpdate) {
     if let Some(v) = update.max_versions {
         meta.max_versions = v;
     }
@@ -566,7 +563,9 @@ fn apply_meta_update(meta: &mut SecretMeta, update: MetaUpdate, now: Nanos) {
     if let Some(v) = update.custom_metadata {
         meta.custom_metadata = if v.is_empty() { None } else { Some(v) };
     }
-    meta.updated = now;
+    // `updated_time` is not touched: it moves only when a version is added (or the key is
+    // created), as in Vault, whose metadata write and patch handlers leave it alone (found by
+    // tests/model_engine.rs).
 }
 
 #[cfg(test)]

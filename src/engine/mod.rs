@@ -2,6 +2,7 @@
 
 mod audit;
 pub mod backup;
+mod cache;
 pub mod clock;
 pub mod duration;
 pub mod error;
@@ -49,6 +50,10 @@ pub struct Engine {
     init_lock: tokio::sync::Mutex<()>,
     rewrap: rewrap::RewrapState,
     audit: RwLock<Arc<Vec<Arc<crate::audit::AuditDevice>>>>,
+    /// Token entries by hash (invalidated by every token change).
+    token_cache: cache::GenCache<Vec<u8>, crate::storage::token_rows::TokenRow>,
+    /// Compiled ACLs by policy set (invalidated by every policy change).
+    acl_cache: cache::GenCache<Vec<String>, Arc<crate::policy::Acl>>,
 }
 
 impl Engine {
@@ -76,6 +81,8 @@ impl Engine {
             init_lock: tokio::sync::Mutex::new(()),
             rewrap: rewrap::RewrapState::default(),
             audit: RwLock::new(Arc::new(Vec::new())),
+            token_cache: cache::GenCache::default(),
+            acl_cache: cache::GenCache::default(),
         };
         if initialized {
             if let SealMode::File(key) = &engine.seal_mode {

@@ -74,6 +74,7 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), Arc::new(parsed));
+        self.acl_cache.invalidate();
         Ok(())
     }
 
@@ -93,25 +94,35 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        self.acl_cache.invalidate();
         Ok(())
     }
 
     /// The ACL of a set of policy names: the union of their rules (`root` allows everything; unknown
     /// names grant nothing).
-    pub fn acl_of(&self, names: &[String]) -> Acl {
+    pub fn acl_of(&self, names: &[String]) -> Arc<Acl> {
         if names.iter().any(|n| n == "root") {
-            return Acl::root();
+            return Arc::new(Acl::root());
         }
-        let cache = self.policies.read().unwrap_or_else(|p| p.into_inner());
-        let set: Vec<Policy> = names
-            .iter()
-            .filter_map(|n| cache.get(n).map(|p| (**p).clone()))
-            .collect();
-        Acl::new(&set)
+        let key = names.to_vec();
+        if let Some(acl) = self.acl_cache.get(&key) {
+            return acl;
+        }
+        let generation = self.acl_cache.generation();
+        let acl = {
+            let cache = self.policies.read().unwrap_or_else(|p| p.into_inner());
+            let set: Vec<Policy> = names
+                .iter()
+                .filter_map(|n| cache.get(n).map(|p| (**p).clone()))
+                .collect();
+            Arc::new(Acl::new(&set))
+        };
+        self.acl_cache.insert_if(generation, key, acl.clone());
+        acl
     }
 
     /// The ACL of the caller.
-    pub fn acl(&self, id: &Identity) -> Acl {
+    pub fn acl(&self, id: &Identity) -> Arc<Acl> {
         self.acl_of(&id.entry.policies)
     }
 }

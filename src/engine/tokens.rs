@@ -222,8 +222,7 @@ impl Engine {
             TokenRef::Token(t) => {
                 let hash = keyring.token_hash(t);
                 let row = self
-                    .store
-                    .read(|c| rows::get_token(c, &hash))?
+                    .token_by_hash(&hash)?
                     .ok_or(EngineError::PermissionDenied)?;
                 // Found by its hash; compare in constant time all the same.
                 if !bool::from(row.hash.ct_eq(&hash)) {
@@ -237,6 +236,20 @@ impl Engine {
                 .ok_or(EngineError::PermissionDenied)?,
         };
         self.check_alive(&row, now)?;
+        Ok(row)
+    }
+
+    /// A token entry by hash, through the cache.
+    fn token_by_hash(&self, hash: &[u8]) -> EngineResult<Option<TokenRow>> {
+        let key = hash.to_vec();
+        if let Some(row) = self.token_cache.get(&key) {
+            return Ok(Some(row));
+        }
+        let generation = self.token_cache.generation();
+        let row = self.store.read(|c| rows::get_token(c, hash))?;
+        if let Some(r) = &row {
+            self.token_cache.insert_if(generation, key, r.clone());
+        }
         Ok(row)
     }
 
@@ -254,8 +267,7 @@ impl Engine {
                 return Err(EngineError::PermissionDenied);
             }
             let prow = self
-                .store
-                .read(|c| rows::get_token(c, &p))?
+                .token_by_hash(&p)?
                 .ok_or(EngineError::PermissionDenied)?;
             if prow.expire.is_some_and(|e| e <= now) {
                 return Err(EngineError::PermissionDenied);
@@ -292,6 +304,7 @@ impl Engine {
                     }
                 })
                 .await?;
+            self.token_cache.invalidate();
         }
         Ok(Identity {
             token: Token::new(token.to_string()),
@@ -480,6 +493,7 @@ impl Engine {
         self.store
             .write(move |c| rows::set_expiry(c, &hash, Some(expire), now))
             .await?;
+        self.token_cache.invalidate();
         Ok((self.find_token(&r)?, warning))
     }
 
@@ -530,6 +544,7 @@ impl Engine {
                 }
             })
             .await?;
+        self.token_cache.invalidate();
         Ok(())
     }
 

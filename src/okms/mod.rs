@@ -42,7 +42,7 @@ pub struct OkmsCtx<'a> {
     pub engine: &'a Arc<Engine>,
     /// The caller's ACL: the OKMS API is governed by the same policies as the Vault API, each
     /// operation checked on the Vault path it touches (see `secrets.rs` and the README's table).
-    pub acl: Acl,
+    pub acl: Arc<Acl>,
     pub mount: Mount,
     pub okms_id: uuid::Uuid,
     pub http: &'a HttpRequest,

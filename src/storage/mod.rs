@@ -82,6 +82,11 @@ fn open_conn(path: &Path, durability: Durability, read_only: bool) -> rusqlite::
         };
         conn.pragma_update(None, "synchronous", sync)?;
     }
+    if read_only {
+        // 16 MiB of page cache per read connection (SQLite's default is 2 MiB): keeps the hot part
+        // of a store with 100,000 secrets in memory without a large RSS (few readers are live).
+        conn.pragma_update(None, "cache_size", -16_000)?;
+    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -53,7 +53,7 @@ pub struct Ctx<'a> {
     pub req: &'a VaultRequest,
     pub identity: Option<Identity>,
     /// The caller's ACL (root's allows everything).
-    pub acl: crate::policy::Acl,
+    pub acl: Arc<crate::policy::Acl>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -141,7 +141,7 @@ fn capabilities(ctx: &Ctx<'_>, which: &str) -> VaultResult<Reply> {
     let b = &ctx.req.body;
     let paths = paths_of(b)?;
     let engine = ctx.engine;
-    let acl: Acl = match which {
+    let acl: std::sync::Arc<Acl> = match which {
         "capabilities-self" => ctx.acl.clone(),
         "capabilities" => {
             let t = b
