@@ -100,7 +100,8 @@ impl Limits {
     }
 }
 
-/// OpenBao's listener defaults for JSON complexity, except the depth, which serde_json caps at 128.
+/// JSON complexity defaults: generous for real secrets (a certificate bundle, a large JSON config),
+/// tight enough to refuse pathological bodies. serde_json itself stops at a depth of 128.
 fn default_json_depth() -> usize {
     100
 }
@@ -109,8 +110,9 @@ fn default_json_entries() -> usize {
     10_000
 }
 
+/// A single string may be as large as a request (a secret holding one big file is legitimate).
 fn default_json_string() -> usize {
-    1024 * 1024
+    DEFAULT_MAX_REQUEST_SIZE
 }
 
 /// Vault's default `max_request_duration`.

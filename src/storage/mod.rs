@@ -120,7 +120,7 @@ impl Store {
         }
         let conn = open_conn(&path, durability, false)?;
         schema::migrate(&conn)?;
-        let writer = Writer::start(conn);
+        let writer = Writer::start(conn)?;
         Ok(Self {
             path,
             writer,

@@ -53,13 +53,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection) -> Self {
+    pub fn start(conn: Connection) -> EngineResult<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("kvseal-writer".into())
             .spawn(move || run(conn, rx))
-            .expect("spawning the writer thread");
-        Self { tx }
+            .map_err(|e| EngineError::Storage(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { tx })
     }
 
     fn job<R: Send + 'static>(
