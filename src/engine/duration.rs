@@ -86,14 +86,14 @@ pub fn parse_duration_value(v: &Value) -> Option<i64> {
         Value::Number(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .filter(|s| s.abs() <= MAX_SECS),
+            .filter(|s| s.unsigned_abs() <= MAX_SECS as u64),
         Value::String(s) => {
             let t = s.trim();
             if t.is_empty() {
                 return Some(0);
             }
             match t.parse::<i64>() {
-                Ok(n) if n.abs() <= MAX_SECS => Some(n),
+                Ok(n) if n.unsigned_abs() <= MAX_SECS as u64 => Some(n),
                 Ok(_) => None,
                 Err(_) => parse_go_duration(t),
             }
@@ -164,6 +164,10 @@ mod tests {
         assert_eq!(parse_duration_value(&json!(true)), None);
         assert_eq!(parse_duration_value(&json!("9223372036854775807")), None);
         assert_eq!(parse_duration_value(&json!(i64::MAX)), None);
+        // Found by the fuzzer: i64::MIN (directly or saturated from a float) overflowed abs().
+        assert_eq!(parse_duration_value(&json!(i64::MIN)), None);
+        assert_eq!(parse_duration_value(&json!(-9.523372036854776e18)), None);
+        assert_eq!(parse_duration_value(&json!("-9223372036854775808")), None);
         assert_eq!(parse_go_duration(".5s"), Some(0));
         assert_eq!(parse_go_duration("1.5s"), Some(1));
         assert_eq!(parse_go_duration("s"), None);
