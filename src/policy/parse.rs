@@ -131,7 +131,82 @@ fn copy_line(first: char, chars: &mut std::iter::Peekable<std::str::Chars<'_>>, 
     }
 }
 
+/// Refuses, before the HCL parser sees it, anything outside strings and comments that a policy never
+/// holds: operators, parentheses, template and heredoc markers, and braces nested more than a few
+/// deep. A policy is `path "..." { key = "..." | [...] }` blocks; hcl-rs, a full HCL2 expression
+/// parser, can backtrack for seconds on a few hundred bytes of unquoted operators and object
+/// constructors (found by the policy fuzz target), which would let one policy write stall a worker.
+fn precheck(text: &str) -> Result<(), PolicyError> {
+    const MAX_DEPTH: usize = 8;
+    let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
+    let mut chars = text.chars().peekable();
+    let mut line = 1;
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            line += 1;
+        }
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            } else if c == '\n' {
+                return Err(PolicyError::Syntax(format!(
+                    "line {line}: unterminated string"
+                )));
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '#' => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'/') => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'*') => {
+                let mut prev = ' ';
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        line += 1;
+                    }
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+            }
+            '{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(PolicyError::Syntax(format!(
+                        "line {line}: blocks nested more than {MAX_DEPTH} deep"
+                    )));
+                }
+            }
+            '}' => depth = depth.saturating_sub(1),
+            c if c.is_alphanumeric() || c == '_' || c.is_whitespace() => {}
+            '=' | '[' | ']' | ',' => {}
+            other => {
+                return Err(PolicyError::Syntax(format!(
+                    "line {line}: unexpected character {other:?} (a policy holds path blocks of quoted strings and lists)"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while let Some(&d) = chars.peek() {
+        if d == '\n' {
+            break;
+        }
+        chars.next();
+    }
+}
+
 fn lower_hcl(text: &str) -> Result<Vec<RawBlock>, PolicyError> {
+    precheck(text)?;
     let body = match hcl::parse(&relayout(text)) {
         Ok(b) => b,
         // Report the error as the original text has it, so its line and column are the author's.

@@ -241,3 +241,24 @@ fn vault_hcl1_layouts_are_accepted() {
     let braces = super::parse("t", "path \"a/{x}\" {\n capabilities = [\"read\"]\n}").unwrap();
     assert_eq!(braces.rules()[0].path, "a/{x}");
 }
+
+#[test]
+fn operator_soup_is_refused_quickly() {
+    // Found by the policy fuzz target: hcl-rs backtracks for seconds on unquoted expressions with
+    // operators and object constructors; a policy never needs them, so they are refused up front.
+    let mut text = String::new();
+    for _ in 0..12 {
+        text.push_str("nam=authBtoken/lookup-sf/t/t/d/{{en/lolf/t/d/{{en/lolf/t/okut/e ");
+    }
+    let t = std::time::Instant::now();
+    let e = super::parse("x", &text).unwrap_err().to_string();
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(e.contains("unexpected character '/'"), "{e}");
+    // What policies do contain is still fine, including those characters inside strings and comments.
+    let ok = "# a/b * c\npath \"secret/data/+/x*\" {\n  capabilities = [\"read\"] // c/d\n}\n/* {x/y} */";
+    assert!(super::parse("x", ok).is_ok());
+}
