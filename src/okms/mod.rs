@@ -51,7 +51,8 @@ pub struct OkmsCtx<'a> {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/{tail:.*}", web::route().to(dispatch));
+    // A prefix scope rather than a `{tail:.*}` pattern: no regex per request.
+    cfg.service(web::scope("/api").default_service(web::to(dispatch)));
 }
 
 async fn dispatch(

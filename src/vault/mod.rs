@@ -57,7 +57,9 @@ pub struct Ctx<'a> {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/{tail:.*}", web::route().to(dispatch));
+    // A prefix scope, not a `{tail:.*}` pattern: actix matches static prefixes without a regex (a
+    // regex match per request showed at ~3% in the read profile).
+    cfg.service(web::scope("/v1").default_service(web::to(dispatch)));
 }
 
 async fn dispatch(
