@@ -22,6 +22,8 @@ pub struct Harness {
     pub engine: Arc<Engine>,
     pub dir: std::path::PathBuf,
     pub max: usize,
+    /// Overrides the request deadline (tests of the 503 path).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Drop for Harness {
@@ -54,6 +56,7 @@ pub async fn harness() -> Harness {
         engine,
         dir,
         max: 1024 * 1024,
+        timeout: None,
     }
 }
 
@@ -66,6 +69,7 @@ pub fn harness_shamir() -> Harness {
         engine,
         dir,
         max: 1024 * 1024,
+        timeout: None,
     }
 }
 
@@ -107,11 +111,17 @@ impl Harness {
     ) -> Resp {
         let app = test::init_service(
             App::new()
-                .app_data(web::Data::new(AppState::new(
-                    self.engine.clone(),
-                    self.max,
-                    [(OKMS_ID, MountPath::parse("secret").unwrap())].into(),
-                )))
+                .app_data(web::Data::new({
+                    let mut state = AppState::new(
+                        self.engine.clone(),
+                        self.max,
+                        [(OKMS_ID, MountPath::parse("secret").unwrap())].into(),
+                    );
+                    if let Some(t) = self.timeout {
+                        state.request_timeout = t;
+                    }
+                    state
+                }))
                 .configure(crate::vault::configure)
                 .configure(crate::okms::configure),
         )

@@ -107,6 +107,18 @@ impl Engine {
             .ok_or(EngineError::Sealed)
     }
 
+    /// Keeps the writer busy for `ms` milliseconds (tests of the request deadline).
+    #[cfg(test)]
+    pub fn stall_writer(&self, ms: u64) {
+        let store_writer = self.store.writer().clone();
+        std::thread::spawn(move || {
+            let _ = store_writer.submit_blocking(move |_| {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(())
+            });
+        });
+    }
+
     /// Limits the database's size in pages (tests use it to make the disk "full" without a disk).
     #[cfg(test)]
     pub async fn set_max_page_count(&self, pages: u64) -> EngineResult<()> {

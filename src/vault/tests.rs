@@ -976,6 +976,7 @@ async fn wrong_root_key_stays_sealed() {
         engine,
         dir,
         max: 1024,
+        timeout: None,
     };
     let r = h.call("GET", "/v1/secret/data/x", None).await;
     assert_eq!(r.status, 503);
@@ -1040,5 +1041,38 @@ async fn json_complexity_limits_are_400_on_both_apis() {
     assert_eq!(
         h.call("GET", "/v1/secret/data/wide", None).await.status,
         404
+    );
+}
+
+#[actix_web::test]
+async fn a_request_past_its_deadline_is_503_on_both_apis() {
+    let mut h = harness().await;
+    // The writer is held busy longer than the deadline: a write queued behind it is cut off.
+    h.timeout = Some(std::time::Duration::from_millis(100));
+    h.engine.stall_writer(600);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let r = h
+        .put("/v1/secret/data/late", json!({"data": {"a": 1}}))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.json(), json!({"errors": ["context deadline exceeded"]}));
+    let okms = format!("/api/{}/v2/secret", crate::testutil::OKMS_ID);
+    h.engine.stall_writer(600);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let r = h
+        .put(
+            &okms,
+            json!({"path": "late2", "version": {"data": {"a": 1}}}),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.json()["errors"][0], "request deadline exceeded");
+    // With the normal deadline the same requests go through.
+    h.timeout = None;
+    assert_eq!(
+        h.put("/v1/secret/data/late3", json!({"data": {"a": 1}}))
+            .await
+            .status,
+        200
     );
 }
