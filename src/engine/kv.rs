@@ -290,14 +290,7 @@ impl Engine {
     ) -> EngineResult<PutOutcome> {
         let keyring = self.kv_mount_check(mount)?;
         if let Some(update) = &req.meta {
-            if let Some(cm) = &update.custom_metadata {
-                validate_custom_metadata(cm)?;
-            }
-            if update.delete_version_after.is_some_and(|d| d < 0) {
-                return Err(EngineError::invalid(
-                    "delete_version_after cannot be negative",
-                ));
-            }
+            validate_meta_update(update)?;
         }
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         self.store
@@ -464,14 +457,7 @@ impl Engine {
         update: MetaUpdate,
     ) -> EngineResult<bool> {
         self.kv_mount_check(mount)?;
-        if let Some(cm) = &update.custom_metadata {
-            validate_custom_metadata(cm)?;
-        }
-        if update.delete_version_after.is_some_and(|d| d < 0) {
-            return Err(EngineError::invalid(
-                "delete_version_after cannot be negative",
-            ));
-        }
+        validate_meta_update(&update)?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         self.store
             .write(move |c| {
@@ -495,11 +481,7 @@ impl Engine {
         custom_patch: Option<Map<String, Value>>,
     ) -> EngineResult<()> {
         self.kv_mount_check(mount)?;
-        if update.delete_version_after.is_some_and(|d| d < 0) {
-            return Err(EngineError::invalid(
-                "delete_version_after cannot be negative",
-            ));
-        }
+        validate_meta_update(&update)?;
         let (mount_id, path) = (mount.id, path.clone());
         self.store
             .write(move |c| {
@@ -547,6 +529,20 @@ impl Engine {
         self.store
             .read(|c| Ok(rows::get_meta(c, mount.id, path.as_str())?.is_some()))
     }
+}
+
+/// Checks a metadata change before any storage work: custom metadata as Vault validates it, and a
+/// key's `delete_version_after` is never negative (only the mount's may be: "disabled").
+fn validate_meta_update(update: &MetaUpdate) -> EngineResult<()> {
+    if let Some(cm) = &update.custom_metadata {
+        validate_custom_metadata(cm)?;
+    }
+    if update.delete_version_after.is_some_and(|d| d < 0) {
+        return Err(EngineError::invalid(
+            "delete_version_after cannot be negative",
+        ));
+    }
+    Ok(())
 }
 
 fn apply_meta_update(meta: &mut SecretMeta, update: MetaUpdate) {

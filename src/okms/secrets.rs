@@ -139,10 +139,19 @@ async fn create(ctx: &OkmsCtx<'_>) -> OkmsResult<HttpResponse> {
             },
         )
         .await?;
-    Ok(ok(json!({
-        "metadata": render::metadata(&ctx.okms_id, p.as_str(), &out.meta),
+    Ok(ok(secret_body(ctx, &p, &out.meta)))
+}
+
+/// `PostSecretV2Response` / `PutSecretV2Response`: the metadata and the path (no version).
+fn secret_body(
+    ctx: &OkmsCtx<'_>,
+    p: &SecretPath,
+    meta: &crate::engine::model::SecretMeta,
+) -> Value {
+    json!({
+        "metadata": render::metadata(&ctx.okms_id, p.as_str(), meta),
         "path": p.as_str(),
-    })))
+    })
 }
 
 /// Reading a secret's metadata needs `read` on `metadata/<path>`; its data, `read` on `data/<path>`.
@@ -205,10 +214,7 @@ async fn update(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
             },
         )
         .await?;
-    Ok(ok(json!({
-        "metadata": render::metadata(&ctx.okms_id, p.as_str(), &out.meta),
-        "path": p.as_str(),
-    })))
+    Ok(ok(secret_body(ctx, p, &out.meta)))
 }
 
 /// `DELETE /v2/secret/{path}`: the secret and every version, permanently. 404 when missing.
