@@ -7,8 +7,8 @@
 #
 # Works on the stable toolchain: `--sanitizer none` needs no -Z flag (AddressSanitizer would need
 # nightly). `-a` builds with debug assertions, so integer overflow panics are found too.
-# New inputs that increase coverage are added to fuzz/corpus/<target>/; minimise before committing
-# with `cargo fuzz cmin --sanitizer none -a <target>`. A crash leaves its input in
+# The committed corpus is only read; FUZZ_GROW_CORPUS=1 adds new inputs that increase coverage to
+# fuzz/corpus/<target>/ (minimise before committing with `cargo fuzz cmin --sanitizer none -a <target>`). A crash leaves its input in
 # fuzz/artifacts/<target>/ and makes this script exit non-zero; reproduce it with
 # `cargo fuzz run --sanitizer none -a <target> fuzz/artifacts/<target>/<file>`.
 set -euo pipefail
@@ -29,13 +29,26 @@ failed=()
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     echo "=== fuzz target $t: ${secs}s, corpus $(ls "corpus/$t" | wc -l) inputs"
-    if ! cargo fuzz run "${flags[@]}" "$t" "corpus/$t" -- \
+    # New inputs go to a scratch directory (libFuzzer writes to, and reduces in, the first corpus
+    # directory only), so a run leaves the committed corpus untouched. FUZZ_GROW_CORPUS=1 writes
+    # them into fuzz/corpus/<target>/ instead, to grow it on purpose (minimise before committing).
+    if [ "${FUZZ_GROW_CORPUS:-0}" = 1 ]; then
+        dirs=("corpus/$t")
+    else
+        scratch="$(mktemp -d)"
+        dirs=("$scratch" "corpus/$t")
+    fi
+    if ! cargo fuzz run "${flags[@]}" "$t" "${dirs[@]}" -- \
         -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
         -print_final_stats=1 2>"/tmp/kvseal-fuzz-$t.log"; then
         tail -60 "/tmp/kvseal-fuzz-$t.log"
         failed+=("$t")
     else
         grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "/tmp/kvseal-fuzz-$t.log" | tail -2 || true
+    fi
+    if [ -n "${scratch:-}" ]; then
+        rm -rf "$scratch"
+        scratch=""
     fi
 done
 if [ "${#failed[@]}" -gt 0 ]; then
