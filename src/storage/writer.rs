@@ -141,7 +141,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
     let mut jobs = batch.into_iter();
     let mut rolled_back = false;
     for job in jobs.by_ref() {
-        if conn.execute_batch("SAVEPOINT job").is_err() {
+        if exec_cached(conn, "SAVEPOINT job").is_err() {
             let (_, reply) = job(None);
             replies.push((reply, true));
             continue;
@@ -155,12 +155,10 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
             rolled_back = true;
             break;
         }
-        let end = if ok {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        };
-        let _ = conn.execute_batch(end);
+        if !ok {
+            let _ = exec_cached(conn, "ROLLBACK TO job");
+        }
+        let _ = exec_cached(conn, "RELEASE job");
         replies.push((reply, !ok));
     }
     let commit_error = if rolled_back {
@@ -188,4 +186,11 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
             commit_error.clone()
         });
     }
+}
+
+/// Runs a statement through the connection's statement cache: the savepoint statements run twice per
+/// write, and `execute_batch` would parse them every time.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
