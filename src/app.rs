@@ -113,12 +113,6 @@ impl RateLimiter {
             }
         })
     }
-
-    /// Whether the bucket still has a token (without taking it).
-    pub fn has_room(&self, ip: Option<std::net::IpAddr>) -> bool {
-        let Some(ip) = ip else { return true };
-        self.with_bucket(ip, |tokens| *tokens >= 1.0)
-    }
 }
 
 /// JSON complexity limits applied to every request body of both APIs (set once at start-up).

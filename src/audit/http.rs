@@ -61,13 +61,14 @@ impl Exchange {
         request_id: &str,
         operation: &str,
         path: &str,
-        token: Option<&str>,
         body: &[u8],
     ) -> Option<Self> {
         let devices = engine.audit_devices();
         if devices.is_empty() {
             return None;
         }
+        let token = crate::app::token_of(req);
+        let token = token.as_deref();
         let entry = token
             .filter(|t| !t.is_empty())
             .and_then(|t| engine.lookup_token(TokenRef::Token(t)).ok());

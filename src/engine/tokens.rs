@@ -79,25 +79,7 @@ impl Identity {
         }
         Self {
             token: Token::new(String::new()),
-            entry: TokenRow {
-                hash: Vec::new(),
-                accessor: String::new(),
-                parent: None,
-                policies: p,
-                path: "auth/cert/login".into(),
-                display_name: display_name.to_string(),
-                meta: None,
-                creation: 0,
-                creation_ttl: 0,
-                expire: None,
-                explicit_max_ttl: 0,
-                period: 0,
-                renewable: false,
-                num_uses: 0,
-                orphan: true,
-                role: None,
-                last_renewal: None,
-            },
+            entry: bare_row(p, "auth/cert/login", display_name),
         }
     }
 }
@@ -186,16 +168,18 @@ fn normalize(policies: &[String]) -> Vec<String> {
     p
 }
 
-pub(super) fn root_token_row(keyring: &Keyring, token: &Token, now: Nanos) -> TokenRow {
+/// An orphan, non-expiring, non-renewable entry with these policies: the base of the root token and
+/// of certificate identities.
+fn bare_row(policies: Vec<String>, path: &str, display_name: &str) -> TokenRow {
     TokenRow {
-        hash: keyring.token_hash(token.expose()),
-        accessor: random_accessor(),
+        hash: Vec::new(),
+        accessor: String::new(),
         parent: None,
-        policies: vec!["root".into()],
-        path: "auth/token/root".into(),
-        display_name: "root".into(),
+        policies,
+        path: path.into(),
+        display_name: display_name.into(),
         meta: None,
-        creation: now,
+        creation: 0,
         creation_ttl: 0,
         expire: None,
         explicit_max_ttl: 0,
@@ -205,6 +189,15 @@ pub(super) fn root_token_row(keyring: &Keyring, token: &Token, now: Nanos) -> To
         orphan: true,
         role: None,
         last_renewal: None,
+    }
+}
+
+pub(super) fn root_token_row(keyring: &Keyring, token: &Token, now: Nanos) -> TokenRow {
+    TokenRow {
+        hash: keyring.token_hash(token.expose()),
+        accessor: random_accessor(),
+        creation: now,
+        ..bare_row(vec!["root".into()], "auth/token/root", "root")
     }
 }
 
@@ -466,7 +459,7 @@ impl Engine {
             return Err(EngineError::invalid("token is not renewable"));
         }
         let now = self.clock.now();
-        let mut ttl = if row.period > 0 {
+        let ttl = if row.period > 0 {
             row.period
         } else {
             increment.filter(|i| *i > 0).unwrap_or(row.creation_ttl)
@@ -486,9 +479,7 @@ impl Engine {
                 short_duration(max_left)
             ));
             expire = limit;
-            ttl = max_left;
         }
-        let _ = ttl;
         let hash = row.hash.clone();
         self.store
             .write(move |c| rows::set_expiry(c, &hash, Some(expire), now))

@@ -74,7 +74,6 @@ async fn dispatch(
         &rid,
         &req.method().as_str().to_lowercase(),
         req.uri().path(),
-        app::token_of(&req).as_deref(),
         &body,
     );
     if let Some(a) = &audit {

@@ -490,14 +490,3 @@ pub fn list_children(
     }
     Ok(out)
 }
-
-/// Whether any key exists under `folder` in a mount.
-pub fn folder_has_keys(conn: &Connection, mount_id: i64, folder: &str) -> EngineResult<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT 1 FROM secrets WHERE mount_id = ?1 AND path >= ?2 AND path < ?3 LIMIT 1",
-        )?
-        .query_row(params![mount_id, folder, prefix_end(folder)], |_| Ok(()))
-        .optional()?
-        .is_some())
-}

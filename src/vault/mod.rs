@@ -82,7 +82,6 @@ async fn dispatch(
         &rid,
         &req.method().as_str().to_lowercase(),
         raw.strip_prefix("/v1/").unwrap_or(raw),
-        crate::app::token_of(&req).as_deref(),
         &body,
     );
     if let Some(a) = &audit {

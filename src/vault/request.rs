@@ -45,13 +45,6 @@ pub struct VaultRequest {
     pub token: Option<String>,
 }
 
-impl VaultRequest {
-    /// A string field from the body or the query.
-    pub fn field(&self, name: &str) -> Option<&Value> {
-        self.body.get(name)
-    }
-}
-
 fn parse_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
