@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 
 use crate::engine::path::MountPath;
 use crate::engine::Engine;
+use crate::pipeline::json_limits::JsonLimits;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -116,63 +117,15 @@ impl RateLimiter {
 }
 
 /// JSON complexity limits applied to every request body of both APIs (set once at start-up).
-#[derive(Clone, Copy, Debug)]
-pub struct JsonLimits {
-    pub depth: usize,
-    pub object_entries: usize,
-    pub array_elements: usize,
-    pub string_length: usize,
-}
-
 static JSON_LIMITS: std::sync::OnceLock<JsonLimits> = std::sync::OnceLock::new();
 
 pub fn set_json_limits(l: &crate::config::Limits) {
-    let _ = JSON_LIMITS.set(JsonLimits {
-        depth: l.max_json_depth,
-        object_entries: l.max_json_object_entries,
-        array_elements: l.max_json_array_elements,
-        string_length: l.max_json_string_length,
-    });
+    let _ = JSON_LIMITS.set(JsonLimits::from_config(l));
 }
 
-fn json_limits() -> JsonLimits {
-    *JSON_LIMITS.get_or_init(|| {
-        let d = crate::config::Limits::default();
-        JsonLimits {
-            depth: d.max_json_depth,
-            object_entries: d.max_json_object_entries,
-            array_elements: d.max_json_array_elements,
-            string_length: d.max_json_string_length,
-        }
-    })
-}
-
-/// Checks a parsed request body against the JSON limits; the message says which limit.
-pub fn check_json(v: &serde_json::Value) -> Result<(), String> {
-    fn walk(v: &serde_json::Value, depth: usize, l: &JsonLimits) -> Result<(), String> {
-        use serde_json::Value;
-        if depth > l.depth {
-            return Err(format!("JSON nesting exceeds the limit of {}", l.depth));
-        }
-        match v {
-            Value::String(s) if s.len() > l.string_length => Err(format!(
-                "a JSON string exceeds the limit of {} bytes",
-                l.string_length
-            )),
-            Value::Array(a) if a.len() > l.array_elements => Err(format!(
-                "a JSON array exceeds the limit of {} elements",
-                l.array_elements
-            )),
-            Value::Object(o) if o.len() > l.object_entries => Err(format!(
-                "a JSON object exceeds the limit of {} entries",
-                l.object_entries
-            )),
-            Value::Array(a) => a.iter().try_for_each(|x| walk(x, depth + 1, l)),
-            Value::Object(o) => o.values().try_for_each(|x| walk(x, depth + 1, l)),
-            _ => Ok(()),
-        }
-    }
-    walk(v, 1, &json_limits())
+/// The JSON limits in force (the defaults until start-up sets them).
+pub fn json_limits() -> JsonLimits {
+    *JSON_LIMITS.get_or_init(JsonLimits::default)
 }
 
 /// The client's IP address.

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod engine;
 pub mod okms;
 pub mod operator;
+pub mod pipeline;
 pub mod policy;
 pub mod server;
 pub mod storage;

@@ -10,8 +10,7 @@ use serde_json::{json, Value};
 
 use super::AuditDevice;
 use crate::engine::clock::rfc3339_nano;
-use crate::engine::tokens::TokenRef;
-use crate::engine::Engine;
+use crate::engine::{Engine, Identity};
 
 /// What the entries of one exchange share.
 pub struct Exchange {
@@ -27,69 +26,48 @@ pub struct Exchange {
     body: Value,
 }
 
-/// Vault's logical operation names for an HTTP method, as its audit entries carry them (tools filter
-/// on `update`, `read`, `list`). A write is `update` here: whether it created the key is known only
-/// after it ran.
-fn vault_operation(method: &str, query: &str) -> &'static str {
-    let list_query = query.split('&').any(|kv| {
-        matches!(
-            kv,
-            "list=true" | "list=1" | "list=t" | "list=True" | "list=TRUE"
-        )
-    });
-    match method {
-        "get" if list_query => "list",
-        "get" => "read",
-        "list" => "list",
-        "post" | "put" => "update",
-        "patch" => "patch",
-        "delete" => "delete",
-        "head" => "header",
-        _ => "unknown",
-    }
-}
-
 /// Why an entry could not be written: the caller refuses the request.
 #[derive(Debug)]
 pub struct AuditFailed;
 
 impl Exchange {
-    /// `None` when no device is enabled (the common case costs one atomic load).
+    /// `None` when no device is enabled (the common case costs one atomic load). `operation` is
+    /// Vault's logical operation name (`read`, `update`, `list`, …: tools filter on it); the body
+    /// is added with [`Exchange::set_body`] once the pipeline has read it (a request refused
+    /// before that is recorded without one: its body is never read, so it cannot inflate the log).
     pub fn begin(
         engine: &Engine,
         req: &HttpRequest,
         request_id: &str,
         operation: &str,
         path: &str,
-        body: &[u8],
+        caller: Option<&Identity>,
     ) -> Option<Self> {
         let devices = engine.audit_devices();
         if devices.is_empty() {
             return None;
         }
-        let token = crate::app::token_of(req);
-        let token = token.as_deref();
-        let entry = token
-            .filter(|t| !t.is_empty())
-            .and_then(|t| engine.lookup_token(TokenRef::Token(t)).ok());
+        let token = crate::app::token_of(req).filter(|t| !t.is_empty());
+        let entry = caller.map(|c| &c.entry);
         Some(Self {
             devices,
             request_id: request_id.to_string(),
-            operation: vault_operation(operation, req.query_string()).to_string(),
+            operation: operation.to_string(),
             path: path.to_string(),
-            remote: req
-                .peer_addr()
-                .map(|a| a.ip().to_string())
+            remote: crate::app::client_ip(req)
+                .map(|a| a.to_string())
                 .unwrap_or_default(),
-            token: token.map(str::to_string),
-            accessor: entry.as_ref().map(|e| e.accessor.clone()),
-            display_name: entry
-                .as_ref()
-                .map(|e| e.display_name.clone())
-                .unwrap_or_default(),
-            policies: entry.map(|e| e.policies).unwrap_or_default(),
-            body: serde_json::from_slice(body).unwrap_or(Value::Null),
+            token,
+            accessor: entry.map(|e| e.accessor.clone()),
+            display_name: entry.map(|e| e.display_name.clone()).unwrap_or_default(),
+            policies: entry.map(|e| e.policies.clone()).unwrap_or_default(),
+            body: Value::Null,
         })
+    }
+
+    /// The request body, once read and checked against the limits.
+    pub fn set_body(&mut self, body: &[u8]) {
+        self.body = serde_json::from_slice(body).unwrap_or(Value::Null);
     }
 
     fn entry(&self, dev: &AuditDevice, kind: &str, response: Option<(u16, &Value)>) -> Value {

@@ -1,47 +1,38 @@
 //! The OVHcloud OKMS Secret Manager API under `/api/{okmsId}/`: the REST v2 Secret API and its
-//! Vault-compatible v1 API, both over the same engine as the Vault API. An OKMS domain is one kv-v2
-//! mount, so a secret written through either API is the same object in the other.
+//! Vault-compatible v1 API, both over the same engine as the Vault API, served through the request
+//! pipeline (`crate::pipeline`). An OKMS domain is one kv-v2 mount, so a secret written through
+//! either API is the same object in the other. `routes` parses each v2 route from the request head
+//! and declares its access (the README's operation-to-capability table); `v1` does the same for the
+//! Vault-compatible routes.
 
 mod body;
 pub mod error;
 mod pagination;
 mod path;
 mod render;
+mod routes;
 mod secret_config;
 mod secrets;
 mod v1;
 
 use std::collections::BTreeMap;
-
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::app::{self, AppState, BodyError};
-use crate::audit::http::{self as audit_http, Exchange};
+use crate::app::AppState;
+use crate::audit::http as audit_http;
 use crate::engine::model::Mount;
-use crate::engine::{Engine, SealStatus};
-use crate::policy::{Acl, Capabilities};
+use crate::engine::{Engine, Identity, SealStatus};
+use crate::pipeline::{self, Api, Call, Check, Refusal, Routed};
+use crate::policy::Acl;
 use error::{OkmsError, OkmsResult};
-
-impl OkmsCtx<'_> {
-    /// Requires `cap` on `<mount>/<sub>` (e.g. `sub` = `data/prod/db`); 403 with the OKMS error body
-    /// otherwise.
-    pub fn allow(&self, sub: &str, cap: Capabilities) -> OkmsResult<()> {
-        let path = format!("{}{sub}", self.mount.path.as_str());
-        if self.acl.allows(&path, cap) {
-            Ok(())
-        } else {
-            Err(OkmsError::Forbidden)
-        }
-    }
-}
 
 /// A request being served on one domain.
 pub struct OkmsCtx<'a> {
     pub engine: &'a Arc<Engine>,
-    /// The caller's ACL: the OKMS API is governed by the same policies as the Vault API, each
-    /// operation checked on the Vault path it touches (see `secrets.rs` and the README's table).
+    /// The caller's ACL, for the routes that filter what they show (the flat list). Admission was
+    /// decided by the pipeline.
     pub acl: Arc<Acl>,
     pub mount: Mount,
     pub okms_id: uuid::Uuid,
@@ -52,142 +43,170 @@ pub struct OkmsCtx<'a> {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // A prefix scope rather than a `{tail:.*}` pattern: no regex per request.
-    cfg.service(web::scope("/api").default_service(web::to(dispatch)));
+    cfg.service(web::scope("/api").default_service(web::to(pipeline::serve::<OkmsApi>)));
 }
 
-async fn dispatch(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let rid = app::request_id(&req);
-    let body = match app::read_body(&req, payload, state.max_request_size).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => return OkmsError::TooLarge.render(&rid),
-        Err(BodyError::Read(m)) => {
-            return OkmsError::bad(format!("error reading the request body: {m}")).render(&rid)
-        }
-    };
-    let audit = Exchange::begin(
-        &state.engine,
-        &req,
-        &rid,
-        &req.method().as_str().to_lowercase(),
-        req.uri().path(),
-        &body,
-    );
-    if let Some(a) = &audit {
-        if a.request().is_err() {
-            return OkmsError::Internal(audit_http::FAILED_MESSAGE.into()).render(&rid);
-        }
-    }
-    let resp =
-        match actix_web::rt::time::timeout(state.request_timeout, serve(&req, &body, &state, &rid))
-            .await
-        {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => e.render(&rid),
-            Err(_) => OkmsError::Unavailable("request deadline exceeded".into()).render(&rid),
-        };
-    match audit {
-        None => resp,
-        Some(a) => match a.response(resp).await {
-            Ok(r) => r,
-            Err(_) => OkmsError::Internal(audit_http::FAILED_MESSAGE.into()).render(&rid),
-        },
-    }
+/// The OKMS API as the request pipeline serves it.
+pub struct OkmsApi;
+
+/// A routed OKMS request: the domain, its mount, and the v2 or v1 operation.
+pub struct OkmsRoute {
+    okms_id: uuid::Uuid,
+    mount: Mount,
+    query: BTreeMap<String, String>,
+    op: Op,
 }
 
-async fn serve(
-    req: &HttpRequest,
-    body: &[u8],
-    state: &AppState,
-    rid: &str,
-) -> OkmsResult<HttpResponse> {
-    let raw = req.uri().path();
-    let rest = raw
-        .strip_prefix("/api/")
-        .ok_or_else(|| OkmsError::NoRoute(raw.to_string()))?;
-    let (id, rest) = rest.split_once('/').unwrap_or((rest, ""));
-    let unknown = || OkmsError::NotFound(format!("unknown OKMS domain {id:?}"));
-    let okms_id = uuid::Uuid::parse_str(id).map_err(|_| unknown())?;
-    let mount_path = state.okms_domains.get(&okms_id).ok_or_else(unknown)?;
+enum Op {
+    V2(routes::Route),
+    V1(v1::V1Route),
+}
 
-    let engine = &state.engine;
-    if engine.seal_status() != SealStatus::Unsealed {
-        return Err(OkmsError::Sealed);
-    }
-    // A token (okms-cli's `auth.type: token`, External Secrets' `X-Vault-Token`) or, failing that, a
-    // verified client certificate mapped by `[[auth.cert]]` (okms-cli's default `mtls`). Failed
-    // attempts spend the client's unauthenticated rate budget.
-    let ip = app::client_ip(req);
-    // A failed attempt spends the client's budget; once it is spent, failures are 429 (valid
-    // credentials from the same address keep working).
-    let refuse = || {
-        if state.limiter.take(ip) {
-            OkmsError::Unauthorized
-        } else {
-            OkmsError::TooManyRequests
-        }
-    };
-    let identity = match app::token_of(req) {
-        Some(t) if !t.is_empty() => match engine.authenticate(&t).await {
-            Ok(id) => id,
-            Err(_) => return Err(refuse()),
-        },
-        _ => match state.cert_identity(req, None) {
-            Some((peer, cert)) => {
-                // An OKMS access certificate names its domain in a UPN otherName
-                // (`okms.domain:<uuid>`); it is valid on that domain only.
-                if !peer.allows_okms_domain(&okms_id) {
-                    return Err(OkmsError::Forbidden);
-                }
-                crate::engine::Identity::transient(&format!("cert-{}", cert.name), &cert.policies)
+impl From<Refusal> for OkmsError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Unauthenticated => Self::Unauthorized,
+            Refusal::Forbidden => Self::Forbidden,
+            Refusal::TooManyRequests(_) => Self::TooManyRequests,
+            Refusal::TooLarge => Self::TooLarge,
+            Refusal::BodyRead(m) => Self::bad(format!("error reading the request body: {m}")),
+            Refusal::Json(m) | Refusal::BadBody(m) => {
+                Self::bad(format!("invalid request body: {m}"))
             }
-            None => return Err(refuse()),
-        },
-    };
-    let mount = engine.mount_by_path(mount_path).ok_or_else(|| {
-        OkmsError::NotFound(format!(
-            "OKMS domain {okms_id} is backed by the mount {:?}, which does not exist; enable it as kv-v2",
-            mount_path.as_str()
-        ))
-    })?;
-    if mount.kv_version != 2 {
-        return Err(OkmsError::bad(format!(
-            "the mount {:?} backing this domain is KV version 1; upgrade it to version 2",
-            mount.path.as_str()
-        )));
-    }
-    let query: BTreeMap<String, String> = match req.uri().query() {
-        Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-            .map_err(|e| OkmsError::bad(format!("invalid query string: {e}")))?
-            .into_iter()
-            .collect(),
-        None => BTreeMap::new(),
-    };
-    let acl = engine.acl(&identity);
-    let ctx = OkmsCtx {
-        engine,
-        acl,
-        mount,
-        okms_id,
-        http: req,
-        body,
-        query,
-    };
-    if rest == "v2/secretConfig" || rest == "v2/secretConfig/" {
-        return secret_config::route(&ctx).await;
-    }
-    if let Some(r) = rest.strip_prefix("v2/secret") {
-        if r.is_empty() || r.starts_with('/') {
-            return secrets::route(&ctx, r).await;
+            Refusal::Sealed => Self::Sealed,
+            Refusal::Deadline => Self::Unavailable("request deadline exceeded".into()),
+            Refusal::AuditFailed => Self::Internal(audit_http::FAILED_MESSAGE.into()),
+            Refusal::Header(h) => match h {
+                pipeline::headers::HeaderRefusal::NamespaceNotFound => {
+                    Self::NotFound(h.message().into())
+                }
+                _ => Self::bad(h.message()),
+            },
+            Refusal::Engine(e) => e.into(),
         }
     }
-    if let Some(r) = rest.strip_prefix("v1/") {
-        return v1::route(&ctx, r, rid).await;
+}
+
+impl Api for OkmsApi {
+    type Route = OkmsRoute;
+    type Error = OkmsError;
+
+    fn render(err: OkmsError, rid: &str) -> HttpResponse {
+        err.render(rid)
     }
-    Err(OkmsError::NoRoute(raw.to_string()))
+
+    fn route(state: &AppState, req: &HttpRequest) -> OkmsResult<Routed<OkmsRoute>> {
+        let raw = req.uri().path();
+        let rest = raw
+            .strip_prefix("/api/")
+            .ok_or_else(|| OkmsError::NoRoute(raw.to_string()))?;
+        let (id, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        let unknown = || OkmsError::NotFound(format!("unknown OKMS domain {id:?}"));
+        let okms_id = uuid::Uuid::parse_str(id).map_err(|_| unknown())?;
+        let mount_path = state.okms_domains.get(&okms_id).ok_or_else(unknown)?;
+        let engine = &state.engine;
+        if engine.seal_status() != SealStatus::Unsealed {
+            return Err(OkmsError::Sealed);
+        }
+        let mount = engine.mount_by_path(mount_path).ok_or_else(|| {
+            OkmsError::NotFound(format!(
+                "OKMS domain {okms_id} is backed by the mount {:?}, which does not exist; enable it as kv-v2",
+                mount_path.as_str()
+            ))
+        })?;
+        if mount.kv_version != 2 {
+            return Err(OkmsError::bad(format!(
+                "the mount {:?} backing this domain is KV version 1; upgrade it to version 2",
+                mount.path.as_str()
+            )));
+        }
+        let query: BTreeMap<String, String> = match req.uri().query() {
+            Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                .map_err(|e| OkmsError::bad(format!("invalid query string: {e}")))?
+                .into_iter()
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let (op, access, audit_op) = if let Some(r) = routes::parse_v2(req, rest, &query)? {
+            let audit_op = match (&r, req.method().as_str()) {
+                (routes::Route::List, _) => "list",
+                (_, "GET") => "read",
+                (_, "DELETE") => "delete",
+                _ => "update",
+            };
+            let access = routes::access(&mount, &r);
+            (Op::V2(r), access, audit_op)
+        } else if let Some(r) = rest.strip_prefix("v1/") {
+            let (route, access) = v1::parse(state, req, r, &mount)?;
+            let audit_op = route.op_name();
+            (Op::V1(route), access, audit_op)
+        } else {
+            return Err(OkmsError::NoRoute(raw.to_string()));
+        };
+        Ok(Routed {
+            route: OkmsRoute {
+                okms_id,
+                mount,
+                query,
+                op,
+            },
+            access,
+            audit_path: raw.to_string(),
+            audit_op,
+        })
+    }
+
+    fn checks_after_body(
+        _state: &AppState,
+        route: &OkmsRoute,
+        body: &[u8],
+    ) -> OkmsResult<Vec<Check>> {
+        match &route.op {
+            Op::V2(r) => routes::checks_after_body(&route.mount, r, body),
+            Op::V1(_) => Err(OkmsError::Forbidden),
+        }
+    }
+
+    /// okms-cli's default `mtls` auth: a verified client certificate mapped by `[[auth.cert]]`.
+    /// An OKMS access certificate names its domain in a UPN otherName (`okms.domain:<uuid>`); it
+    /// is valid on that domain only.
+    fn certificate_caller(
+        state: &AppState,
+        req: &HttpRequest,
+        route: &OkmsRoute,
+    ) -> Option<OkmsResult<Identity>> {
+        let (peer, cert) = state.cert_identity(req, None)?;
+        if !peer.allows_okms_domain(&route.okms_id) {
+            return Some(Err(OkmsError::Forbidden));
+        }
+        Some(Ok(Identity::transient(
+            &format!("cert-{}", cert.name),
+            &cert.policies,
+        )))
+    }
+
+    async fn handle(call: Call<'_, OkmsRoute>) -> OkmsResult<HttpResponse> {
+        let caller = call.caller.ok_or(OkmsError::Unauthorized)?;
+        let OkmsRoute {
+            okms_id,
+            mount,
+            query,
+            op,
+        } = call.route;
+        let ctx = OkmsCtx {
+            engine: &call.state.engine,
+            acl: caller.acl,
+            mount,
+            okms_id,
+            http: call.http,
+            body: &call.body,
+            query,
+        };
+        match op {
+            Op::V2(r) => secrets::handle(&ctx, r).await,
+            Op::V1(r) => v1::handle(&ctx, r, call.rid).await,
+        }
+    }
 }
 
 #[cfg(test)]

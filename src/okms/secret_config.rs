@@ -5,29 +5,20 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 
 use super::body;
-use super::error::{json_response, OkmsError, OkmsResult};
+use super::error::{json_response, OkmsResult};
+use super::routes::Route;
 use super::{render, OkmsCtx};
-use crate::policy::Capabilities;
 
-pub async fn route(ctx: &OkmsCtx<'_>) -> OkmsResult<HttpResponse> {
-    match ctx.http.method().as_str() {
-        "GET" => {
-            ctx.allow("config", Capabilities::READ)?;
-            Ok(json_response(
-                StatusCode::OK,
-                &render::config(&ctx.engine.kv_config(&ctx.mount)),
-            ))
-        }
-        "PUT" => {
-            ctx.allow("config", Capabilities::UPDATE)?;
-            let req: body::PutConfig = body::parse(ctx.body)?;
-            let update = body::config_update(&req)?;
-            ctx.engine.set_kv_config(&ctx.mount, update).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &render::config(&ctx.engine.kv_config(&ctx.mount)),
-            ))
-        }
-        _ => Err(OkmsError::MethodNotAllowed),
+/// Serves `GET` / `PUT /v2/secretConfig` (admitted by the pipeline: `read` / `update` on
+/// `<mount>/config`).
+pub async fn handle(ctx: &OkmsCtx<'_>, route: &Route) -> OkmsResult<HttpResponse> {
+    if matches!(route, Route::ConfigPut) {
+        let req: body::PutConfig = body::parse(ctx.body)?;
+        let update = body::config_update(&req)?;
+        ctx.engine.set_kv_config(&ctx.mount, update).await?;
     }
+    Ok(json_response(
+        StatusCode::OK,
+        &render::config(&ctx.engine.kv_config(&ctx.mount)),
+    ))
 }

@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 use super::body::{self, State};
 use super::error::{json_response, OkmsError, OkmsResult};
 use super::pagination::{self, encode_cursor};
-use super::path::{self, Target};
+use super::path;
+use super::routes::Route;
 use super::{render, OkmsCtx};
 use crate::engine::model::{PutSecret, VersionState};
 use crate::engine::path::SecretPath;
@@ -37,64 +38,46 @@ fn query_param<'a>(ctx: &'a OkmsCtx<'_>, name: &str) -> Option<&'a str> {
     ctx.query.get(name).map(String::as_str)
 }
 
-/// Routes everything under `/v2/secret`.
-pub async fn route(ctx: &OkmsCtx<'_>, raw_rest: &str) -> OkmsResult<HttpResponse> {
-    let method = ctx.http.method().as_str();
-    if raw_rest.is_empty() || raw_rest == "/" {
-        return match method {
-            "GET" => list(ctx),
-            "POST" => create(ctx).await,
-            _ => Err(OkmsError::MethodNotAllowed),
-        };
-    }
-    let Some(raw) = raw_rest.strip_prefix('/') else {
-        return Err(OkmsError::NoRoute(ctx.http.path().to_string()));
-    };
-    match path::split_target(raw) {
-        Target::Secret(p) => {
-            let p = path::secret_path(&p)?;
-            match method {
-                "GET" => get(ctx, &p),
-                "PUT" => update(ctx, &p).await,
-                "DELETE" => delete(ctx, &p).await,
-                _ => Err(OkmsError::MethodNotAllowed),
-            }
-        }
-        Target::Versions(p) => {
-            let p = path::secret_path(&p)?;
-            match method {
-                "GET" => list_versions(ctx, &p),
-                // POST per the OpenAPI file; OVH's REST guide shows PUT, so take both.
-                "POST" | "PUT" => create_version(ctx, &p).await,
-                _ => Err(OkmsError::MethodNotAllowed),
-            }
-        }
-        Target::Version(p, n) => {
-            let p = path::secret_path(&p)?;
-            let n = body::version_number(&n)?;
-            match method {
-                "GET" => get_version(ctx, &p, n),
-                "PUT" => set_state(ctx, &p, n).await,
-                _ => Err(OkmsError::MethodNotAllowed),
-            }
-        }
+/// Serves a v2 secret route (the pipeline has admitted the caller for it).
+pub async fn handle(ctx: &OkmsCtx<'_>, route: Route) -> OkmsResult<HttpResponse> {
+    match route {
+        Route::List => list(ctx),
+        Route::Create => create(ctx).await,
+        Route::Get { path, include_data } => get(ctx, &path, include_data),
+        Route::Update(p) => update(ctx, &p).await,
+        Route::Delete(p) => delete(ctx, &p).await,
+        Route::ListVersions(p) => list_versions(ctx, &p),
+        Route::CreateVersion(p) => create_version(ctx, &p).await,
+        Route::GetVersion {
+            path,
+            version,
+            include_data,
+        } => get_version(ctx, &path, version, include_data),
+        Route::SetState(p, n) => set_state(ctx, &p, n).await,
+        Route::ConfigGet | Route::ConfigPut => super::secret_config::handle(ctx, &route).await,
     }
 }
 
 /// `GET /v2/secret`: every secret of the domain, flat, in path order, paginated.
+///
+/// Only the entries the caller could reach through the Vault API are listed: `list` on every
+/// folder above the entry (`metadata/`, `metadata/a/`, …) and `read` on its metadata, each decided
+/// by the same ACL (a `deny` on a subtree hides the subtree here as it does there). A page may
+/// then hold fewer than `pageSize` entries; the cursor still moves past what was hidden.
 fn list(ctx: &OkmsCtx<'_>) -> OkmsResult<HttpResponse> {
-    ctx.allow("metadata/", Cap::LIST)?;
     let pg = pagination::from_request(ctx.http)?;
-    let mut rows = ctx
+    let rows = ctx
         .engine
         .list_secrets_flat(&ctx.mount, pg.after.as_deref(), pg.size + 1)?;
     let more = rows.len() > pg.size;
-    rows.truncate(pg.size);
+    let mut rows: Vec<_> = rows.into_iter().take(pg.size).collect();
     let next = if more {
         rows.last().map(|r| encode_cursor(&r.path))
     } else {
         None
     };
+    let visible = Visibility::new(ctx);
+    rows.retain(|r| visible.allows(&r.path));
     let now = ctx.engine.clock().now();
     let items = rows
         .iter()
@@ -121,10 +104,6 @@ async fn create(ctx: &OkmsCtx<'_>) -> OkmsResult<HttpResponse> {
     let p: SecretPath = path::check(&req.path)?;
     let meta = req.metadata.as_ref().map(body::meta_update).transpose()?;
     let data = body::data(req.version.data)?;
-    ctx.allow(&format!("data/{p}"), Cap::CREATE)?;
-    if meta.is_some() {
-        ctx.allow(&format!("metadata/{p}"), Cap::CREATE)?;
-    }
     let out = ctx
         .engine
         .put_secret(
@@ -154,25 +133,11 @@ fn secret_body(
     })
 }
 
-/// Reading a secret's metadata needs `read` on `metadata/<path>`; its data, `read` on `data/<path>`.
-fn read_allowed(ctx: &OkmsCtx<'_>, p: &SecretPath, include_data: bool) -> OkmsResult<()> {
-    ctx.allow(&format!("metadata/{p}"), Cap::READ)?;
-    if include_data {
-        ctx.allow(&format!("data/{p}"), Cap::READ)?;
-    }
-    Ok(())
-}
-
 /// `GET /v2/secret/{path}?version=&includeData=`.
-fn get(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
+fn get(ctx: &OkmsCtx<'_>, p: &SecretPath, include: bool) -> OkmsResult<HttpResponse> {
     let version = query_param(ctx, "version")
         .map(body::version_number)
         .transpose()?;
-    let include = query_param(ctx, "includeData")
-        .map(|s| body::boolean("includeData", s))
-        .transpose()?
-        .unwrap_or(false);
-    read_allowed(ctx, p, include)?;
     let view = ctx
         .engine
         .read_secret_view(&ctx.mount, p, version, include)?;
@@ -194,12 +159,6 @@ async fn update(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
         Some(v) => Some(body::data(v.data)?),
         None => None,
     };
-    if meta.is_some() {
-        ctx.allow(&format!("metadata/{p}"), Cap::UPDATE)?;
-    }
-    if data.is_some() {
-        ctx.allow(&format!("data/{p}"), Cap::UPDATE)?;
-    }
     let out = ctx
         .engine
         .put_secret(
@@ -219,7 +178,6 @@ async fn update(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
 
 /// `DELETE /v2/secret/{path}`: the secret and every version, permanently. 404 when missing.
 async fn delete(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
-    ctx.allow(&format!("metadata/{p}"), Cap::DELETE)?;
     if !ctx.engine.secret_exists(&ctx.mount, p)? {
         return Err(OkmsError::NotFound(format!("secret {p} not found")));
     }
@@ -229,7 +187,6 @@ async fn delete(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
 
 /// `GET /v2/secret/{path}/version`: the kept versions, oldest first, paginated.
 fn list_versions(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpResponse> {
-    ctx.allow(&format!("metadata/{p}"), Cap::READ)?;
     let pg = pagination::from_request(ctx.http)?;
     let after = match pg.after.as_deref() {
         None => 0,
@@ -262,7 +219,6 @@ async fn create_version(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpRes
     let cas = query_param(ctx, "cas").map(body::cas).transpose()?;
     let req: body::PostVersion = body::parse(ctx.body)?;
     let data = body::data(req.data)?;
-    ctx.allow(&format!("data/{p}"), Cap::UPDATE)?;
     let out = ctx
         .engine
         .put_secret(
@@ -284,12 +240,12 @@ async fn create_version(ctx: &OkmsCtx<'_>, p: &SecretPath) -> OkmsResult<HttpRes
 }
 
 /// `GET /v2/secret/{path}/version/{version}?includeData=`.
-fn get_version(ctx: &OkmsCtx<'_>, p: &SecretPath, n: u64) -> OkmsResult<HttpResponse> {
-    let include = query_param(ctx, "includeData")
-        .map(|s| body::boolean("includeData", s))
-        .transpose()?
-        .unwrap_or(false);
-    read_allowed(ctx, p, include)?;
+fn get_version(
+    ctx: &OkmsCtx<'_>,
+    p: &SecretPath,
+    n: u64,
+    include: bool,
+) -> OkmsResult<HttpResponse> {
     let view = ctx
         .engine
         .read_secret_view(&ctx.mount, p, Some(n), include)?;
@@ -303,14 +259,11 @@ fn get_version(ctx: &OkmsCtx<'_>, p: &SecretPath, n: u64) -> OkmsResult<HttpResp
 /// `PUT /v2/secret/{path}/version/{version}` `{"state": ...}`.
 async fn set_state(ctx: &OkmsCtx<'_>, p: &SecretPath, n: u64) -> OkmsResult<HttpResponse> {
     let req: body::PutVersion = body::parse(ctx.body)?;
-    // Each state change is the Vault operation it maps to: activate = undelete, deactivate = soft
-    // delete, delete = destroy; each needs `update` on that Vault path.
-    let (target, vault_op) = match req.state {
-        State::Active => (VersionState::Active, "undelete"),
-        State::Deactivated => (VersionState::Deactivated, "delete"),
-        State::Deleted => (VersionState::Destroyed, "destroy"),
+    let target = match req.state {
+        State::Active => VersionState::Active,
+        State::Deactivated => VersionState::Deactivated,
+        State::Deleted => VersionState::Destroyed,
     };
-    ctx.allow(&format!("{vault_op}/{p}"), Cap::UPDATE)?;
     let v = ctx
         .engine
         .set_version_state(&ctx.mount, p, n, target)
@@ -320,4 +273,41 @@ async fn set_state(ctx: &OkmsCtx<'_>, p: &SecretPath, n: u64) -> OkmsResult<Http
         None::<Map<String, Value>>,
         ctx.engine.clock().now(),
     )))
+}
+
+/// Whether an entry of the flat list is one the caller could reach through the Vault API. Folder
+/// decisions are remembered for the page: a page of entries in a few folders costs a few lookups.
+struct Visibility<'a> {
+    ctx: &'a OkmsCtx<'a>,
+    folders: std::cell::RefCell<std::collections::HashMap<String, bool>>,
+}
+
+impl<'a> Visibility<'a> {
+    fn new(ctx: &'a OkmsCtx<'a>) -> Self {
+        Self {
+            ctx,
+            folders: Default::default(),
+        }
+    }
+
+    fn allows(&self, path: &str) -> bool {
+        let acl = &self.ctx.acl;
+        if acl.is_root() {
+            return true;
+        }
+        let mount = self.ctx.mount.path.as_str();
+        let folder_ok = |folder: &str| {
+            let full = format!("{mount}metadata/{folder}");
+            *self
+                .folders
+                .borrow_mut()
+                .entry(full.clone())
+                .or_insert_with(|| acl.allows_for(&full, Cap::LIST, true))
+        };
+        // `metadata/`, then `metadata/a/`, `metadata/a/b/` for `a/b/c`.
+        let mut folders = vec![""];
+        folders.extend(path.match_indices('/').map(|(i, _)| &path[..=i]));
+        folders.into_iter().all(folder_ok)
+            && acl.allows_for(&format!("{mount}metadata/{path}"), Cap::READ, false)
+    }
 }

@@ -7,13 +7,18 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
+use actix_web::HttpRequest;
+
 use super::error::{json_response, OkmsError, OkmsResult};
 use super::pagination::{self, encode_cursor};
 use super::OkmsCtx;
+use crate::app::AppState;
+use crate::engine::model::Mount;
+use crate::pipeline::{self, Access, Check, Need, Refusal};
 use crate::vault::error::VaultError;
-use crate::vault::request::{self, Op, PatchTypes};
+use crate::vault::request::{self, Op, PatchTypes, VaultRequest};
 use crate::vault::response::Reply;
-use crate::vault::{self, acl, Ctx};
+use crate::vault::{self, routes, Ctx};
 
 /// What OKMS clients call the domain's mount.
 const MOUNT_NAME: &str = "secret";
@@ -27,6 +32,7 @@ impl From<VaultError> for OkmsError {
             }
             VaultError::NotFound => Self::NotFound("not found".into()),
             VaultError::NoHandler(p) => Self::NoRoute(p),
+            VaultError::NamespaceNotFound => Self::NotFound("namespace not found".into()),
             VaultError::UnsupportedOperation => Self::MethodNotAllowed,
             VaultError::TooLarge => Self::TooLarge,
             VaultError::TooManyRequests(_) => Self::TooManyRequests,
@@ -40,15 +46,46 @@ impl From<VaultError> for OkmsError {
     }
 }
 
-pub async fn route(ctx: &OkmsCtx<'_>, raw_rest: &str, rid: &str) -> OkmsResult<HttpResponse> {
-    let mut vreq = request::parse(ctx.http, raw_rest, ctx.body, PatchTypes::MergePatchOrJson)?;
+/// A routed v1 request: the Vault logical request (its body added once admitted) and which of the
+/// two v1 families serves it.
+pub struct V1Route {
+    req: VaultRequest,
+    kind: V1Kind,
+    /// The page size of a paginated list.
+    page: Option<usize>,
+}
+
+enum V1Kind {
+    /// `secret/...` on the domain's mount: the path after `secret/`.
+    Kv(String),
+    /// `sys/internal/ui/mounts/<p>`: the `vault kv` preflight.
+    Preflight,
+}
+
+impl V1Route {
+    pub fn op_name(&self) -> &'static str {
+        self.req.op.name()
+    }
+}
+
+/// Parses a v1 request's head and declares its access: exactly what the Vault route
+/// `/v1/<mount>/<rest>` needs on the domain's real mount path; the preflight needs some access
+/// under the mount, as Vault's `hasMountAccess`.
+pub fn parse(
+    state: &AppState,
+    http: &HttpRequest,
+    raw_rest: &str,
+    mount: &Mount,
+) -> OkmsResult<(V1Route, Access)> {
+    let mut vreq = request::parse_head(http, raw_rest, PatchTypes::MergePatchOrJson)?;
+    pipeline::headers::check(http, &vreq.path).map_err(|h| OkmsError::from(Refusal::Header(h)))?;
     // `GET /v1/secret/metadata` lists the root (OKMS's ListSecretsMetadata).
     if vreq.op == Op::Read && matches!(vreq.path.as_str(), "secret/metadata" | "secret/metadata/") {
         vreq.op = Op::List;
         vreq.path = "secret/metadata/".into();
     }
     let page = if vreq.op == Op::List {
-        let pg = pagination::from_request(ctx.http)?;
+        let pg = pagination::from_request(http)?;
         vreq.body.insert("limit".into(), json!(pg.size + 1));
         if let Some(a) = &pg.after {
             vreq.body.insert("after".into(), json!(a));
@@ -57,46 +94,69 @@ pub async fn route(ctx: &OkmsCtx<'_>, raw_rest: &str, rid: &str) -> OkmsResult<H
     } else {
         None
     };
-    let vctx = Ctx {
-        engine: ctx.engine,
-        req: &vreq,
-        identity: None,
-        acl: ctx.acl.clone(),
-    };
     let path = vreq.path.clone();
-    let reply = if path == MOUNT_NAME || path.starts_with("secret/") {
-        let rest = path.get(MOUNT_NAME.len() + 1..).unwrap_or("");
-        // The same check as on the Vault route, on the domain's real mount path.
-        let create = vreq.op == Op::Update && acl::existence_create(ctx.engine, &ctx.mount, rest)?;
-        acl::check_path(
-            &ctx.acl,
-            &format!("{}{rest}", ctx.mount.path.as_str()),
-            acl::required(vreq.op, create),
-        )?;
-        vault::kv::route(&vctx, &ctx.mount, rest).await?
+    let (kind, access) = if path == MOUNT_NAME || path.starts_with("secret/") {
+        let rest = path.get(MOUNT_NAME.len() + 1..).unwrap_or("").to_string();
+        let full = format!("{}{rest}", mount.path.as_str());
+        let check = routes::check_for(&state.engine, vreq.op, &full);
+        (V1Kind::Kv(rest), Access::Checks(vec![check]))
     } else if let Some(p) = path.strip_prefix("sys/internal/ui/mounts/") {
-        preflight(ctx, p)?
+        if p != MOUNT_NAME && !p.starts_with("secret/") {
+            return Err(OkmsError::Forbidden);
+        }
+        let check = Check {
+            path: mount.path.as_str().to_string(),
+            need: Need::AnyUnder,
+            list: false,
+        };
+        (V1Kind::Preflight, Access::Checks(vec![check]))
     } else {
         return Err(OkmsError::NoRoute(format!("/v1/{path}")));
     };
+    Ok((
+        V1Route {
+            req: vreq,
+            kind,
+            page,
+        },
+        access,
+    ))
+}
+
+/// Serves an admitted v1 request.
+pub async fn handle(ctx: &OkmsCtx<'_>, route: V1Route, rid: &str) -> OkmsResult<HttpResponse> {
+    let V1Route {
+        mut req,
+        kind,
+        page,
+    } = route;
+    if matches!(req.op, Op::Update | Op::Patch) {
+        req.body = request::parse_body(ctx.http, ctx.body)?;
+    }
+    let data_in_errors = req.path.starts_with("secret/data/");
+    let reply = match kind {
+        V1Kind::Kv(rest) => {
+            let vctx = Ctx {
+                engine: ctx.engine,
+                req: &req,
+                identity: None,
+                acl: ctx.acl.clone(),
+            };
+            vault::kv::route(&vctx, &ctx.mount, &rest).await?
+        }
+        V1Kind::Preflight => preflight(ctx),
+    };
     // Only the data endpoint's 404 (GetErrorResponseWithMetadata, PatchErrorResponseWithMetadata)
     // may carry `data`; every other 404 is a plain ErrorResponse (additionalProperties: false).
-    let data_in_errors = path.starts_with("secret/data/");
     Ok(render(reply, rid, page, data_in_errors))
 }
 
 /// The `vault kv` preflight, so that `VAULT_ADDR=http://host/api/{okmsId} vault kv get -mount=secret x`
 /// works: the domain's mount, shown as `secret/`.
-fn preflight(ctx: &OkmsCtx<'_>, p: &str) -> OkmsResult<Reply> {
-    if p != MOUNT_NAME && !p.starts_with("secret/") {
-        return Err(OkmsError::Forbidden);
-    }
-    if !ctx.acl.has_any_under(ctx.mount.path.as_str()) {
-        return Err(OkmsError::Forbidden);
-    }
+fn preflight(ctx: &OkmsCtx<'_>) -> Reply {
     let mut info = vault::render::mount_info(&ctx.mount);
     info["path"] = json!("secret/");
-    Ok(Reply::Data(info))
+    Reply::Data(info)
 }
 
 fn envelope(rid: &str, data: Value, warnings: Option<Vec<String>>) -> Value {

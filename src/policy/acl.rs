@@ -135,6 +135,15 @@ impl Acl {
     /// both forms (see `resolve_list`). Root gets [`Capabilities::ALL`] plus the `ROOT` marker.
     /// Nothing matched → empty (which [`Capabilities::names`] renders as `["deny"]`).
     pub fn capabilities(&self, path: &str) -> Capabilities {
+        self.capabilities_for(path, path.ends_with('/'))
+    }
+
+    /// Capabilities on `path` for one request: the list resolution (exact rule without the `/`,
+    /// candidates of both forms) applies only to a list request, as in Vault's `AllowOperation`
+    /// (`if op == logical.ListOperation`). A `DELETE sys/mounts/x/` is an ordinary request on
+    /// `sys/mounts/x/`, not a list: letting its trailing `/` pick the list resolution let it reach
+    /// an allow on `sys/mounts/x` that an exact deny was meant to hide.
+    pub fn capabilities_for(&self, path: &str, list: bool) -> Capabilities {
         if self.root {
             return Capabilities::ALL.union(Capabilities::ROOT);
         }
@@ -142,7 +151,7 @@ impl Acl {
         if let Some(caps) = self.exact.get(path) {
             return *caps;
         }
-        match path.strip_suffix('/') {
+        match path.strip_suffix('/').filter(|_| list) {
             Some(trimmed) => {
                 if let Some(caps) = self.exact.get(trimmed) {
                     return *caps;
@@ -162,7 +171,12 @@ impl Acl {
     /// True when every bit of `cap` is granted on `path` and `DENY` is not (deny wins).
     /// An empty `cap` is never "allowed" (it is a caller bug, and failing closed is safer).
     pub fn allows(&self, path: &str, cap: Capabilities) -> bool {
-        let caps = self.capabilities(path);
+        self.allows_for(path, cap, path.ends_with('/'))
+    }
+
+    /// [`Acl::allows`] for one request whose operation is (`list`) or is not a list.
+    pub fn allows_for(&self, path: &str, cap: Capabilities, list: bool) -> bool {
+        let caps = self.capabilities_for(path, list);
         !cap.is_empty()
             && !cap.contains(Capabilities::DENY)
             && !caps.contains(Capabilities::DENY)

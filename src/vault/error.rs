@@ -19,6 +19,9 @@ pub enum VaultError {
     NotFound,
     /// 404 for a path no handler serves.
     NoHandler(String),
+    /// 404 `namespace not found`: `X-Vault-Namespace` names a namespace other than the root one
+    /// (kvseal has no namespaces; OpenBao answers a missing namespace this way).
+    NamespaceNotFound,
     /// 405.
     UnsupportedOperation,
     /// 413.
@@ -80,6 +83,9 @@ impl VaultError {
                 StatusCode::NOT_FOUND,
                 vec![format!("no handler for route \"{path}\". route entry not found.")],
             ),
+            Self::NamespaceNotFound => {
+                (StatusCode::NOT_FOUND, vec!["namespace not found".into()])
+            }
             Self::UnsupportedOperation => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 vec!["unsupported operation".into()],

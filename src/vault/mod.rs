@@ -1,8 +1,8 @@
-//! The HashiCorp Vault API (`/v1/...`): a thin translation over the engine. One dispatcher parses the
-//! request, authenticates, routes by path (mount paths may contain `/`, so routing is by the mount
-//! table, not by actix patterns) and renders the reply or the error.
+//! The HashiCorp Vault API (`/v1/...`): a thin translation over the engine, served through the
+//! request pipeline (`crate::pipeline`). `routes` classifies a request from its head and declares
+//! its access; `dispatch` routes it by path (mount paths may contain `/`, so routing is by the mount
+//! table, not by actix patterns) and each resource's module renders the reply.
 
-pub(crate) mod acl;
 mod auth_cert;
 pub(crate) mod auth_token;
 mod decode;
@@ -14,6 +14,7 @@ mod kv_versions;
 pub(crate) mod render;
 pub mod request;
 pub mod response;
+pub(crate) mod routes;
 mod sys_audit;
 mod sys_health;
 pub(crate) mod sys_mounts;
@@ -32,8 +33,10 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::audit::http::{self as audit_http, Exchange};
-use crate::engine::{Engine, Identity, SealStatus};
+use crate::audit::http as audit_http;
+use crate::engine::{Engine, Identity};
+use crate::pipeline::headers::HeaderRefusal;
+use crate::pipeline::{self, Api, Call, Caller, Check, Refusal, Routed};
 use error::{VaultError, VaultResult};
 use request::VaultRequest;
 use response::Reply;
@@ -59,122 +62,109 @@ pub struct Ctx<'a> {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // A prefix scope, not a `{tail:.*}` pattern: actix matches static prefixes without a regex (a
     // regex match per request showed at ~3% in the read profile).
-    cfg.service(web::scope("/v1").default_service(web::to(dispatch)));
+    cfg.service(web::scope("/v1").default_service(web::to(pipeline::serve::<VaultApi>)));
 }
 
-async fn dispatch(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let rid = crate::app::request_id(&req);
-    let body = match crate::app::read_body(&req, payload, state.max_request_size).await {
-        Ok(b) => b,
-        Err(crate::app::BodyError::TooLarge) => return VaultError::TooLarge.render(),
-        Err(crate::app::BodyError::Read(m)) => {
-            return VaultError::bad(format!("error reading request body: {m}")).render()
-        }
-    };
-    let raw = req.uri().path();
-    let audit = Exchange::begin(
-        &state.engine,
-        &req,
-        &rid,
-        &req.method().as_str().to_lowercase(),
-        raw.strip_prefix("/v1/").unwrap_or(raw),
-        &body,
-    );
-    if let Some(a) = &audit {
-        if a.request().is_err() {
-            return VaultError::Internal(audit_http::FAILED_MESSAGE.into()).render();
+/// The Vault API as the request pipeline serves it.
+pub struct VaultApi;
+
+/// A routed Vault request: the logical request parsed from the head (its body is added once the
+/// pipeline has read and bounded it) and which handler family serves it.
+pub struct VaultRoute {
+    req: VaultRequest,
+    kind: routes::Kind,
+}
+
+impl From<Refusal> for VaultError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            // Vault answers a missing or bad token exactly like a missing capability, so nothing
+            // tells which paths exist.
+            Refusal::Unauthenticated | Refusal::Forbidden => Self::PermissionDenied,
+            Refusal::TooManyRequests(path) => Self::TooManyRequests(path),
+            Refusal::TooLarge => Self::TooLarge,
+            Refusal::BodyRead(m) => Self::bad(format!("error reading request body: {m}")),
+            Refusal::Json(m) => Self::bad(format!("failed to parse JSON input: {m}")),
+            Refusal::BadBody(m) => Self::bad(m),
+            Refusal::Sealed => Self::Sealed,
+            Refusal::Deadline => Self::Unavailable("context deadline exceeded".into()),
+            Refusal::AuditFailed => Self::Internal(audit_http::FAILED_MESSAGE.into()),
+            Refusal::Header(h) => match h {
+                HeaderRefusal::NamespaceNotFound => Self::NamespaceNotFound,
+                _ => Self::bad(h.message()),
+            },
+            Refusal::Engine(e) => e.into(),
         }
     }
-    let work = async {
+}
+
+impl Api for VaultApi {
+    type Route = VaultRoute;
+    type Error = VaultError;
+
+    fn render(err: VaultError, _rid: &str) -> HttpResponse {
+        err.render()
+    }
+
+    fn route(state: &AppState, http: &HttpRequest) -> VaultResult<Routed<VaultRoute>> {
+        let raw = http.uri().path();
         let rest = raw
             .strip_prefix("/v1/")
             .ok_or_else(|| VaultError::NoHandler(raw.to_string()))?;
-        let vreq = request::parse(&req, rest, &body, request::PatchTypes::MergePatchOnly)?;
-        route(&state, &req, &vreq).await
-    };
-    // Vault's max_request_duration: a request still running at the deadline is answered 503 (a
-    // write already queued may still commit, as in Vault).
-    let result = match actix_web::rt::time::timeout(state.request_timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(VaultError::Unavailable("context deadline exceeded".into())),
-    };
-    let resp = match result {
-        Ok((reply, mount_type)) => reply.render(&rid, mount_type),
-        Err(e) => e.render(),
-    };
-    match audit {
-        None => resp,
-        Some(a) => match a.response(resp).await {
-            Ok(r) => r,
-            Err(_) => VaultError::Internal(audit_http::FAILED_MESSAGE.into()).render(),
-        },
+        let req = request::parse_head(http, rest, request::PatchTypes::MergePatchOnly)?;
+        pipeline::headers::check(http, &req.path)
+            .map_err(|h| VaultError::from(Refusal::Header(h)))?;
+        let (kind, access) = routes::classify(&state.engine, &req);
+        Ok(Routed {
+            audit_path: req.path.clone(),
+            audit_op: req.op.name(),
+            route: VaultRoute { req, kind },
+            access,
+        })
+    }
+
+    fn checks_after_body(
+        _state: &AppState,
+        _route: &VaultRoute,
+        _body: &[u8],
+    ) -> VaultResult<Vec<Check>> {
+        // Every Vault route's checks are known from its head.
+        Err(VaultError::PermissionDenied)
+    }
+
+    async fn handle(call: Call<'_, VaultRoute>) -> VaultResult<HttpResponse> {
+        let VaultRoute { mut req, kind } = call.route;
+        if matches!(req.op, request::Op::Update | request::Op::Patch) {
+            req.body = request::parse_body(call.http, &call.body)?;
+        }
+        let (reply, mount_type) = dispatch(call.state, call.http, &req, kind, call.caller).await?;
+        Ok(reply.render(call.rid, mount_type))
     }
 }
 
-/// Paths served without a token (as Vault's unauthenticated paths).
-fn is_unauthenticated(path: &str) -> bool {
-    matches!(
-        path,
-        "sys/health" | "sys/seal-status" | "sys/leader" | "sys/init" | "sys/unseal"
-    )
-}
-
-async fn route(
+async fn dispatch(
     state: &AppState,
     http: &HttpRequest,
     req: &VaultRequest,
+    kind: routes::Kind,
+    caller: Option<Caller>,
 ) -> VaultResult<(Reply, &'static str)> {
     let engine = &state.engine;
     let path = req.path.as_str();
-    let ip = crate::app::client_ip(http);
-    // Endpoints anyone may call, and failed token checks, spend a per-client budget (429 beyond).
-    let rate_limited = matches!(path, "sys/unseal" | "auth/cert/login")
-        || (path == "sys/init" && req.op == request::Op::Update);
-    if rate_limited && !state.limiter.take(ip) {
-        return Err(VaultError::TooManyRequests(path.to_string()));
-    }
-    if is_unauthenticated(path) {
-        return Ok((sys_health::route(engine, req).await?, "system"));
-    }
-    if engine.seal_status() != SealStatus::Unsealed {
-        return Err(VaultError::Sealed);
-    }
-    if path == "auth/cert/login" {
-        return Ok((auth_cert::login(state, http, req).await?, "cert"));
-    }
-    // A failed authentication spends the client's budget; once it is spent, failures are 429
-    // (valid tokens from the same address keep working).
-    let refuse = |e: VaultError| {
-        if state.limiter.take(ip) {
-            e
-        } else {
-            VaultError::TooManyRequests(path.to_string())
+    let caller = match (kind, caller) {
+        (routes::Kind::Public, _) => return Ok((sys_health::route(engine, req).await?, "system")),
+        (routes::Kind::CertLogin, _) => {
+            return Ok((auth_cert::login(state, http, req).await?, "cert"))
         }
+        (_, Some(c)) => c,
+        // The pipeline authenticates every other route.
+        (_, None) => return Err(VaultError::PermissionDenied),
     };
-    let identity = match req.token.as_deref() {
-        Some(t) if !t.is_empty() => match engine.authenticate(t).await {
-            Ok(id) => id,
-            Err(e) => return Err(refuse(e.into())),
-        },
-        _ => return Err(refuse(VaultError::PermissionDenied)),
-    };
-    let acl = engine.acl(&identity);
-    // The kv preflight is an unauthenticated path in Vault that checks mount access itself (see
-    // sys_mounts::preflight); every other route checks the capability for its operation here.
-    let preflight =
-        path.starts_with("sys/internal/ui/mounts") || path.starts_with("sys/mounts-all/");
-    if !preflight {
-        acl::check(engine, &acl, req)?;
-    }
     let ctx = Ctx {
         engine,
         req,
-        identity: Some(identity),
-        acl,
+        identity: Some(caller.identity),
+        acl: caller.acl,
     };
     if let Some(rest) = path.strip_prefix("sys/") {
         if let Some(r) = sys_policy::route(&ctx, rest).await {

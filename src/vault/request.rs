@@ -62,11 +62,13 @@ pub enum PatchTypes {
     MergePatchOrJson,
 }
 
-/// Parses a request whose logical path (after `/v1/`, still percent-encoded) is `rest`.
-pub fn parse(
+/// Parses the head of a request whose logical path (after `/v1/`, still percent-encoded) is
+/// `rest`. The body of a write is added by [`parse_body`] once the pipeline has admitted the caller
+/// and read the body within its limits; reads, lists and deletes take their parameters from the
+/// query.
+pub fn parse_head(
     req: &HttpRequest,
     rest: &str,
-    body: &[u8],
     patch_types: PatchTypes,
 ) -> VaultResult<VaultRequest> {
     let path = percent_encoding::percent_decode_str(rest)
@@ -118,7 +120,7 @@ pub fn parse(
     }
 
     let body = match op {
-        Op::Update | Op::Patch => parse_body(req, body)?,
+        Op::Update | Op::Patch => Map::new(),
         _ => query
             .iter()
             .filter(|(k, _)| k.as_str() != "list")
@@ -141,7 +143,9 @@ pub fn parse(
     })
 }
 
-fn parse_body(req: &HttpRequest, body: &[u8]) -> VaultResult<Map<String, Value>> {
+/// The body of a write: JSON (an object), or a form when the client says so. The pipeline has
+/// already held it to the size and JSON limits.
+pub fn parse_body(req: &HttpRequest, body: &[u8]) -> VaultResult<Map<String, Value>> {
     let trimmed = body.iter().position(|b| !b.is_ascii_whitespace());
     let Some(start) = trimmed else {
         return Ok(Map::new()); // An empty body is allowed.
@@ -160,12 +164,7 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> VaultResult<Map<String, Value>>
             .map(|(k, v)| (k, Value::String(v)))
             .collect());
     }
-    let parsed = serde_json::from_slice::<Value>(body);
-    if let Ok(v) = &parsed {
-        crate::app::check_json(v)
-            .map_err(|m| VaultError::bad(format!("failed to parse JSON input: {m}")))?;
-    }
-    match parsed {
+    match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(Value::Null) => Ok(Map::new()),
         Ok(_) => Err(VaultError::bad(

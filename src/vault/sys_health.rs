@@ -18,7 +18,7 @@ pub const VAULT_VERSION: &str = concat!("1.17.0+kvseal.", env!("CARGO_PKG_VERSIO
 
 pub async fn route(engine: &Engine, req: &VaultRequest) -> VaultResult<Reply> {
     match (req.path.as_str(), req.op) {
-        ("sys/health", Op::Read | Op::Head) => Ok(health(engine, req)),
+        ("sys/health", Op::Read | Op::Head) => health(engine, req),
         ("sys/seal-status", Op::Read) => Ok(Reply::RawJson(StatusCode::OK, seal_status(engine))),
         ("sys/leader", Op::Read) => Ok(leader(engine)),
         ("sys/init", Op::Read) => Ok(Reply::RawJson(
@@ -36,18 +36,28 @@ fn now_unix(engine: &Engine) -> i64 {
 }
 
 /// `sys/health`: 200 active, 501 uninitialised, 503 sealed; each overridable by a query parameter.
-fn health(engine: &Engine, req: &VaultRequest) -> Reply {
+/// An override must be a final status (200–599): a 1xx would be followed by a body on a response
+/// the client takes as interim, breaking the connection's framing. A 204 or 304 is sent, as the
+/// status demands, without a body.
+fn health(engine: &Engine, req: &VaultRequest) -> VaultResult<Reply> {
     let status = engine.seal_status();
     let (default_code, param) = match status {
         SealStatus::Unsealed => (200, "activecode"),
         SealStatus::Uninitialized => (501, "uninitcode"),
         SealStatus::Sealed => (503, "sealedcode"),
     };
-    let code = req
-        .query
-        .get(param)
-        .and_then(|c| c.parse::<u16>().ok())
-        .unwrap_or(default_code);
+    let code = match req.query.get(param) {
+        None => default_code,
+        Some(c) => c
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (200..=599).contains(c))
+            .ok_or_else(|| {
+                VaultError::bad(format!(
+                    "invalid value for {param}: {c:?} (a status code from 200 to 599)"
+                ))
+            })?,
+    };
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     let body = json!({
         "initialized": status != SealStatus::Uninitialized,
@@ -64,10 +74,10 @@ fn health(engine: &Engine, req: &VaultRequest) -> Reply {
         "echo_duration_ms": 0,
         "clock_skew_ms": 0,
     });
-    if req.op == Op::Head {
-        return Reply::Empty(code);
+    if req.op == Op::Head || code == StatusCode::NO_CONTENT || code == StatusCode::NOT_MODIFIED {
+        return Ok(Reply::Empty(code));
     }
-    Reply::RawJson(code, body)
+    Ok(Reply::RawJson(code, body))
 }
 
 /// `sys/seal-status` (and the answer of `sys/unseal`): raw JSON, as the Go client decodes it.

@@ -92,6 +92,8 @@ pub struct Server {
     /// Root of the temp dir (config file, storage/, keys/, logs/).
     pub dir: PathBuf,
     spawn_count: usize,
+    /// More arguments for `kvseal server` (e.g. `--dev-okms-id=…`).
+    extra_args: Vec<String>,
 }
 
 impl Server {
@@ -122,6 +124,7 @@ impl Server {
             tmp: None,
             dir: PathBuf::new(),
             spawn_count: 0,
+            extra_args: Vec::new(),
         })
     }
 
@@ -131,6 +134,11 @@ impl Server {
 
     /// Spawns `kvseal server --dev` and waits for health 200.
     pub fn dev() -> Server {
+        Server::dev_with(&[])
+    }
+
+    /// `kvseal server --dev` with more arguments (e.g. `--dev-okms-id=UUID`).
+    pub fn dev_with(extra: &[&str]) -> Server {
         let tmp = tempfile::Builder::new()
             .prefix("kvseal-dev-")
             .tempdir()
@@ -147,6 +155,7 @@ impl Server {
             tmp: Some(tmp),
             dir,
             spawn_count: 0,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
         s.wait_ready(&[200]);
@@ -173,6 +182,7 @@ impl Server {
             tmp: Some(tmp),
             dir,
             spawn_count: 0,
+            extra_args: Vec::new(),
         };
         s.spawn();
         s.wait_ready(&[501, 200]);
@@ -229,6 +239,7 @@ impl Server {
             }
             Mode::External => unreachable!("cannot spawn an external server"),
         }
+        cmd.args(&self.extra_args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))

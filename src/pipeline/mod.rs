@@ -1,0 +1,279 @@
+//! The one request pipeline both APIs go through (garage's `ApiServer<A: ApiHandler>`, lldap's
+//! access-controlled handler). In order, for every request:
+//!
+//! 1. the API's router turns the request *head* (method, path, query, headers) into a route and
+//!    its declared [`Access`]; nothing of the body has been read;
+//! 2. routes that spend a rate budget spend it; a sealed server refuses authenticated routes;
+//! 3. the caller is authenticated from the headers (a token, or for OKMS a verified client
+//!    certificate); a failure spends the client's rate budget and is refused **before the body is
+//!    read** (an unauthenticated 32 MB body costs nothing but the bytes actix has buffered);
+//! 4. the ACL decision ([`access::decide`]) for routes whose checks the head determines;
+//! 5. the body is read within the size limit and checked against the JSON limits **before** it is
+//!    parsed; routes whose checks depend on the body are decided now;
+//! 6. the audit request entry; 7. the handler; 8. the audit response entry; 9. one error
+//!    rendering per API.
+//!
+//! Steps 2–7 run under the request deadline (503 past it, as Vault's `max_request_duration`).
+
+pub mod access;
+pub mod headers;
+pub mod json_limits;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::app::{self, AppState, BodyError};
+use crate::audit::http::Exchange;
+use crate::engine::error::EngineError;
+use crate::engine::{Identity, SealStatus};
+use crate::policy::Acl;
+pub use access::{Access, Check, Need};
+
+/// Largest body a route anyone may call accepts: `sys/init`, `sys/unseal` and `auth/cert/login`
+/// take a few hundred bytes; nothing an unauthenticated client sends is worth more.
+pub const PUBLIC_BODY_LIMIT: usize = 64 * 1024;
+
+/// What the pipeline refuses, before or around the handler. Each API renders these in its own
+/// shape (`From<Refusal>` for its error type).
+#[derive(Debug)]
+pub enum Refusal {
+    /// No credentials, or credentials that do not authenticate.
+    Unauthenticated,
+    /// Authenticated, but the declared checks do not hold.
+    Forbidden,
+    /// The client's rate budget is spent; the request path is named in Vault's message.
+    TooManyRequests(String),
+    TooLarge,
+    /// The body could not be read (the connection broke, or it did not arrive in time).
+    BodyRead(String),
+    /// The body is over a JSON limit (depth, entries, elements, string length).
+    Json(String),
+    /// The body is not what the route takes (not JSON, not an object).
+    BadBody(String),
+    Sealed,
+    /// The request deadline passed.
+    Deadline,
+    /// An enabled audit device could not write: nothing is done.
+    AuditFailed,
+    /// A header asks for something kvseal does not do (response wrapping, another namespace).
+    Header(headers::HeaderRefusal),
+    /// The storage under a check failed.
+    Engine(EngineError),
+}
+
+/// The caller of an authenticated route.
+pub struct Caller {
+    pub identity: Identity,
+    pub acl: Arc<Acl>,
+}
+
+/// A route and what it declares.
+pub struct Routed<R> {
+    pub route: R,
+    pub access: Access,
+    /// The path written in audit entries.
+    pub audit_path: String,
+    /// The logical operation written in audit entries (`read`, `update`, `list`, …).
+    pub audit_op: &'static str,
+}
+
+/// What a handler receives: everything the pipeline established.
+pub struct Call<'a, R> {
+    pub state: &'a AppState,
+    pub http: &'a HttpRequest,
+    pub rid: &'a str,
+    pub route: R,
+    /// The body, read within the limits and checked against the JSON limits.
+    pub body: Vec<u8>,
+    /// `None` on public routes only.
+    pub caller: Option<Caller>,
+}
+
+/// One API served through the pipeline.
+pub trait Api: 'static {
+    type Route;
+    type Error: From<Refusal>;
+
+    /// The one function that renders this API's errors.
+    fn render(err: Self::Error, rid: &str) -> HttpResponse;
+
+    /// The route and its declared access, from the request head alone.
+    fn route(state: &AppState, req: &HttpRequest) -> Result<Routed<Self::Route>, Self::Error>;
+
+    /// The checks of an [`Access::AfterBody`] route, from its bounded body.
+    fn checks_after_body(
+        state: &AppState,
+        route: &Self::Route,
+        body: &[u8],
+    ) -> Result<Vec<Check>, Self::Error>;
+
+    /// A caller without a token may be a verified client certificate (OKMS's mTLS). `None`: this
+    /// API takes tokens only.
+    fn certificate_caller(
+        _state: &AppState,
+        _req: &HttpRequest,
+        _route: &Self::Route,
+    ) -> Option<Result<Identity, Self::Error>> {
+        None
+    }
+
+    fn handle(
+        call: Call<'_, Self::Route>,
+    ) -> impl Future<Output = Result<HttpResponse, Self::Error>>;
+}
+
+/// The actix handler of an API: every request of `A` goes through here.
+pub async fn serve<A: Api>(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let rid = app::request_id(&req);
+    let routed = match A::route(&state, &req) {
+        Ok(r) => r,
+        Err(e) => return A::render(e, &rid),
+    };
+    let mut audit: Option<Exchange> = None;
+    let work = admit_and_handle::<A>(&req, payload, &state, &rid, routed, &mut audit);
+    let result = match actix_web::rt::time::timeout(state.request_timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Refusal::Deadline.into()),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => A::render(e, &rid),
+    };
+    match audit {
+        None => resp,
+        Some(a) => match a.response(resp).await {
+            Ok(r) => r,
+            Err(_) => A::render(Refusal::AuditFailed.into(), &rid),
+        },
+    }
+}
+
+async fn admit_and_handle<A: Api>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    rid: &str,
+    routed: Routed<A::Route>,
+    audit: &mut Option<Exchange>,
+) -> Result<HttpResponse, A::Error> {
+    let engine = &state.engine;
+    let ip = app::client_ip(req);
+    let Routed {
+        route,
+        access,
+        audit_path,
+        audit_op,
+    } = routed;
+    // A refusal after this point is audited (without the body, which is never read for it).
+    let refuse = |audit: &mut Option<Exchange>, caller: Option<&Identity>, r: Refusal| {
+        *audit = Exchange::begin(engine, req, rid, audit_op, &audit_path, caller);
+        match audit {
+            Some(a) if a.request().is_err() => Refusal::AuditFailed.into(),
+            _ => A::Error::from(r),
+        }
+    };
+
+    let public = matches!(access, Access::Public | Access::PublicRateLimited);
+    if matches!(access, Access::PublicRateLimited) && !state.limiter.take(ip) {
+        return Err(refuse(
+            audit,
+            None,
+            Refusal::TooManyRequests(audit_path.clone()),
+        ));
+    }
+    let caller = if public {
+        None
+    } else {
+        if engine.seal_status() != SealStatus::Unsealed {
+            return Err(Refusal::Sealed.into());
+        }
+        // A failed authentication spends the client's budget; once it is spent, failures are
+        // 429 (valid tokens from the same address keep working).
+        let failed = |r: Refusal| {
+            if state.limiter.take(ip) {
+                r
+            } else {
+                Refusal::TooManyRequests(audit_path.clone())
+            }
+        };
+        let identity = match app::token_of(req).filter(|t| !t.is_empty()) {
+            Some(t) => match engine.authenticate(&t).await {
+                Ok(id) => id,
+                Err(EngineError::PermissionDenied) => {
+                    return Err(refuse(audit, None, failed(Refusal::Unauthenticated)))
+                }
+                Err(e) => return Err(refuse(audit, None, Refusal::Engine(e))),
+            },
+            None => match A::certificate_caller(state, req, &route) {
+                Some(Ok(id)) => id,
+                Some(Err(e)) => return Err(e),
+                None => return Err(refuse(audit, None, failed(Refusal::Unauthenticated))),
+            },
+        };
+        let acl = engine.acl(&identity);
+        if let Access::Checks(checks) = &access {
+            if let Err(d) = access::decide(engine, &acl, checks) {
+                let r = match d {
+                    access::Denied::Forbidden => Refusal::Forbidden,
+                    access::Denied::Engine(e) => Refusal::Engine(e),
+                };
+                return Err(refuse(audit, Some(&identity), r));
+            }
+        }
+        Some(Caller { identity, acl })
+    };
+
+    let limit = if public {
+        state.max_request_size.min(PUBLIC_BODY_LIMIT)
+    } else {
+        state.max_request_size
+    };
+    let caller_id = caller.as_ref().map(|c| &c.identity);
+    let body = match app::read_body(req, payload, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return Err(refuse(audit, caller_id, Refusal::TooLarge)),
+        Err(BodyError::Read(m)) => return Err(refuse(audit, caller_id, Refusal::BodyRead(m))),
+    };
+    if let Err(m) = json_limits::check(&body, &app::json_limits()) {
+        return Err(refuse(audit, caller_id, Refusal::Json(m)));
+    }
+    if let (Access::AfterBody, Some(c)) = (&access, &caller) {
+        let checks = match A::checks_after_body(state, &route, &body) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = refuse(audit, caller_id, Refusal::Forbidden);
+                return Err(e);
+            }
+        };
+        if let Err(d) = access::decide(engine, &c.acl, &checks) {
+            let r = match d {
+                access::Denied::Forbidden => Refusal::Forbidden,
+                access::Denied::Engine(e) => Refusal::Engine(e),
+            };
+            return Err(refuse(audit, caller_id, r));
+        }
+    }
+
+    *audit = Exchange::begin(engine, req, rid, audit_op, &audit_path, caller_id);
+    if let Some(a) = audit.as_mut() {
+        a.set_body(&body);
+        if a.request().is_err() {
+            return Err(Refusal::AuditFailed.into());
+        }
+    }
+    A::handle(Call {
+        state,
+        http: req,
+        rid,
+        route,
+        body,
+        caller,
+    })
+    .await
+}
