@@ -6,6 +6,7 @@ pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod engine;
+pub mod kv2;
 pub mod okms;
 pub mod operator;
 pub mod pipeline;

@@ -14,11 +14,11 @@ use super::pagination::{self, encode_cursor};
 use super::OkmsCtx;
 use crate::app::AppState;
 use crate::engine::model::Mount;
+use crate::kv2::error::VaultError;
+use crate::kv2::request::{self, Op, PatchTypes, VaultRequest};
+use crate::kv2::response::Reply;
+use crate::kv2::{self, access, Ctx};
 use crate::pipeline::{self, Access, Check, Need, Refusal};
-use crate::vault::error::VaultError;
-use crate::vault::request::{self, Op, PatchTypes, VaultRequest};
-use crate::vault::response::Reply;
-use crate::vault::{self, routes, Ctx};
 
 /// What OKMS clients call the domain's mount.
 const MOUNT_NAME: &str = "secret";
@@ -98,7 +98,7 @@ pub fn parse(
     let (kind, access) = if path == MOUNT_NAME || path.starts_with("secret/") {
         let rest = path.get(MOUNT_NAME.len() + 1..).unwrap_or("").to_string();
         let full = format!("{}{rest}", mount.path.as_str());
-        let check = routes::check_for(&state.engine, vreq.op, &full);
+        let check = access::check_for(&state.engine, vreq.op, &full);
         (V1Kind::Kv(rest), Access::Checks(vec![check]))
     } else if let Some(p) = path.strip_prefix("sys/internal/ui/mounts/") {
         if p != MOUNT_NAME && !p.starts_with("secret/") {
@@ -142,7 +142,7 @@ pub async fn handle(ctx: &OkmsCtx<'_>, route: V1Route, rid: &str) -> OkmsResult<
                 identity: None,
                 acl: ctx.acl.clone(),
             };
-            vault::kv::route(&vctx, &ctx.mount, &rest).await?
+            kv2::kv::route(&vctx, &ctx.mount, &rest).await?
         }
         V1Kind::Preflight => preflight(ctx),
     };
@@ -154,7 +154,7 @@ pub async fn handle(ctx: &OkmsCtx<'_>, route: V1Route, rid: &str) -> OkmsResult<
 /// The `vault kv` preflight, so that `VAULT_ADDR=http://host/api/{okmsId} vault kv get -mount=secret x`
 /// works: the domain's mount, shown as `secret/`.
 fn preflight(ctx: &OkmsCtx<'_>) -> Reply {
-    let mut info = vault::render::mount_info(&ctx.mount);
+    let mut info = kv2::render::mount_info(&ctx.mount);
     info["path"] = json!("secret/");
     Reply::Data(info)
 }

@@ -5,15 +5,6 @@
 
 mod auth_cert;
 pub(crate) mod auth_token;
-mod decode;
-pub mod error;
-pub(crate) mod kv;
-mod kv_data;
-mod kv_metadata;
-mod kv_versions;
-pub(crate) mod render;
-pub mod request;
-pub mod response;
 pub(crate) mod routes;
 mod sys_audit;
 mod sys_health;
@@ -29,12 +20,9 @@ mod tests_audit;
 #[cfg(test)]
 mod tests_seal;
 
-use std::sync::Arc;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::audit::http as audit_http;
-use crate::engine::{Engine, Identity};
 use crate::pipeline::headers::HeaderRefusal;
 use crate::pipeline::{self, Api, Call, Caller, Check, Refusal, Routed};
 use error::{VaultError, VaultResult};
@@ -42,22 +30,9 @@ use request::VaultRequest;
 use response::Reply;
 
 pub use crate::app::AppState;
-
-impl Ctx<'_> {
-    /// Whether the caller holds `sudo` on `path` (root always does).
-    pub fn has_sudo(&self, path: &str) -> bool {
-        self.acl.allows(path, crate::policy::Capabilities::SUDO)
-    }
-}
-
-/// A request being served: the engine, the parsed request and, once authenticated, the caller.
-pub struct Ctx<'a> {
-    pub engine: &'a Arc<Engine>,
-    pub req: &'a VaultRequest,
-    pub identity: Option<Identity>,
-    /// The caller's ACL (root's allows everything).
-    pub acl: Arc<crate::policy::Acl>,
-}
+// The KV v2 protocol and what every Vault handler shares (request, reply, errors) live in `kv2`,
+// beside this module, because OKMS's Vault-compatible v1 API speaks the same protocol.
+pub(crate) use crate::kv2::{decode, error, kv, render, request, response, Ctx};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // A prefix scope, not a `{tail:.*}` pattern: actix matches static prefixes without a regex (a
