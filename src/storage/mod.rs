@@ -178,6 +178,16 @@ impl Store {
         self.writer.submit(f).await
     }
 
+    /// Runs `f` on the writer thread, then `then` with its result once committed (see
+    /// [`Writer::submit_then`]): for in-memory state that must follow what was committed.
+    pub async fn write_then<R: Send + 'static, T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
+        then: impl FnOnce(R) -> EngineResult<T> + Send + 'static,
+    ) -> EngineResult<T> {
+        self.writer.submit_then(f, then).await
+    }
+
     /// The same, for callers outside an async context (start-up, tools).
     pub fn write_blocking<R: Send + 'static>(
         &self,
