@@ -48,6 +48,12 @@ impl Key32 {
         &self.0
     }
 
+    /// Whether `other` is this key, in constant time (a wrong length is `false` at once: the length
+    /// of a key is no secret).
+    pub fn ct_eq(&self, other: &[u8]) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.0[..], other))
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new((&self.0).into())
     }

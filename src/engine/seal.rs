@@ -275,7 +275,9 @@ impl Engine {
     }
 
     /// Adds an unseal share (Shamir) and unseals once enough have been given. Repeating a share does
-    /// not count twice. With the file seal, unsealing re-reads nothing: it reopens with the key file.
+    /// not count twice. With the file seal, `share` must be the seal key itself (the key file's
+    /// content, decoded): after `sys/seal`, whoever can reach `sys/unseal` without a token must not
+    /// be able to undo it, so the key is asked for exactly as Vault asks for its unseal key.
     pub fn unseal(&self, share: Option<&[u8]>, reset: bool) -> EngineResult<SealInfo> {
         match self.seal_status() {
             SealStatus::Uninitialized => {
@@ -293,6 +295,13 @@ impl Engine {
         }
         match &self.seal_mode {
             SealMode::File(k) => {
+                let given =
+                    share.ok_or_else(|| EngineError::invalid("missing required input key"))?;
+                if !k.ct_eq(given) {
+                    return Err(EngineError::invalid(
+                        "Error unsealing: the key is not the seal key (give the content of the seal key file)",
+                    ));
+                }
                 self.unseal_with(k.clone())?;
             }
             SealMode::Shamir => {
