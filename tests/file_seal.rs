@@ -8,6 +8,11 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use base64::Engine as _;
 use common::{Http, Server};
 use serde_json::{json, Value};
@@ -95,5 +100,147 @@ fn sys_unseal_after_sys_seal_needs_the_seal_key() {
         r.text
     );
     assert_eq!(r.json["sealed"], false, "{}", r.text);
+    assert_secret_kept(&server);
+}
+
+/// Runs `kvseal server` on `server`'s config (the server must be stopped) and expects it to refuse
+/// to start: a non-zero exit within a few seconds. Returns its stderr.
+fn start_expecting_refusal(server: &Server) -> String {
+    let err_path = server.log_dir().join("refused.stderr.log");
+    let mut child = Command::new(common::BIN)
+        .arg("server")
+        .arg("--config")
+        .arg(server.config_file())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "kvseal started instead of refusing\nstderr:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(!status.success(), "exit {status}, stderr:\n{stderr}");
+    stderr
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn storage_directory_and_key_file_are_created_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = tmp.path().join("new").join("storage");
+    let key_file = tmp.path().join("seal.key");
+    let port = common::free_port();
+    let cfg = tmp.path().join("kvseal.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listener]\naddress = \"127.0.0.1:{port}\"\ntls_disable = true\n\
+             [storage]\npath = \"{}\"\n[seal]\ntype = \"file\"\nkey_file = \"{}\"\n",
+            storage.display(),
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(common::BIN)
+        .arg("server")
+        .arg("--config")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + common::READY_TIMEOUT;
+    let host_port = format!("127.0.0.1:{port}");
+    while common::raw_get_status(&host_port, "/v1/sys/health") != Some(501) {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("kvseal did not start on {}", cfg.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // (path, mode) as created by the server.
+    let want = [
+        (storage.clone(), 0o700),
+        (storage.parent().unwrap().to_path_buf(), 0o700),
+        (storage.join("kvseal.db"), 0o600),
+        (key_file, 0o600),
+    ];
+    for (path, mode) in want {
+        assert_eq!(
+            format!("{:04o}", mode_of(&path)),
+            format!("{mode:04o}"),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_key_file_group_or_others_can_access_is_refused() {
+    let mut server = server_with_a_secret();
+    server.kill9();
+    let key = server.key_file();
+    let shown = key.display().to_string();
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o660] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let stderr = start_expecting_refusal(&server);
+        for must in [
+            shown.clone(),
+            format!("mode {mode:04o}"),
+            format!("chmod 600 {shown}"),
+        ] {
+            assert!(
+                stderr.contains(&must),
+                "mode {mode:04o}: stderr does not say {must:?}:\n{stderr}"
+            );
+        }
+        assert_eq!(mode_of(&key), mode, "the key file's mode is left alone");
+    }
+    // Once the owner alone can read it, the server starts, unsealed, with everything in place.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    server.restart();
+    assert_secret_kept(&server);
+}
+
+#[test]
+fn a_missing_key_file_on_an_initialised_store_is_refused() {
+    let mut server = server_with_a_secret();
+    server.kill9();
+    let key = server.key_file();
+    let kept = server.dir.join("seal.key.kept");
+    std::fs::rename(&key, &kept).unwrap();
+    let stderr = start_expecting_refusal(&server);
+    for must in [key.display().to_string(), "missing".to_string()] {
+        assert!(
+            stderr.contains(&must),
+            "stderr does not say {must:?}:\n{stderr}"
+        );
+    }
+    assert!(
+        !key.exists(),
+        "a new key file was made for an initialised store"
+    );
+    // With the key file back, the server starts, unsealed, with everything in place.
+    std::fs::rename(&kept, &key).unwrap();
+    server.restart();
     assert_secret_kept(&server);
 }

@@ -102,6 +102,11 @@ pub(super) fn check_mode(store: &Store, mode: &SealMode) -> EngineResult<()> {
     Ok(())
 }
 
+/// Whether `sys/init` has run on this store (it has a keyring).
+pub fn is_initialized(store: &Store) -> EngineResult<bool> {
+    Ok(store.read(|c| rows::get_fact(c, KEYRING_FACT))?.is_some())
+}
+
 /// Opens the stored root key and keyring with `seal_key`, both read from the same connection (one
 /// snapshot, or the writer's transaction for a key change).
 fn open_stored_keys(c: &rusqlite::Connection, seal_key: &Key32) -> EngineResult<(Key32, Keyring)> {
@@ -313,7 +318,11 @@ impl Engine {
                         .unseal_progress
                         .lock()
                         .unwrap_or_else(|p| p.into_inner());
-                    if !progress.iter().any(|s| s.as_slice() == share) {
+                    // Constant time: the shares given so far are secrets the caller may not know.
+                    if !progress
+                        .iter()
+                        .any(|s| bool::from(subtle::ConstantTimeEq::ct_eq(s.as_slice(), share)))
+                    {
                         progress.push(Zeroizing::new(share.to_vec()));
                     }
                     if progress.len() < threshold {
