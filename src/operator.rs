@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::engine::backup::SNAPSHOT_DB_NAME;
-use crate::storage::{lock_dir, snapshot};
+use crate::storage::{create_private_dir, lock_dir, snapshot};
 
 /// Copies the configured database to `out` (a new file, mode 0600). Safe while the server runs: the
 /// copy is one consistent read snapshot. The copy is as encrypted as the store.
@@ -29,7 +29,7 @@ pub fn backup(config: &Path, out: &Path) -> Result<(), String> {
 pub fn restore(config: &Path, input: &Path) -> Result<(), String> {
     let cfg = Config::load(config)?;
     let dir = cfg.storage.path.clone();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    create_private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _lock = lock_dir(&dir).map_err(|e| format!("{e} (stop the server before restoring)"))?;
     let staged: PathBuf = dir.join(format!("kvseal.db.restore-{}", uuid::Uuid::new_v4()));
     let result = (|| -> Result<(), String> {

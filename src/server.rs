@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 
 use crate::app::{AppState, RateLimiter, RequestId};
 use crate::config::{CertIdentity, Config, Limits, Synchronous};
-use crate::crypto::load_or_create_key_file;
+use crate::crypto::{create_key_file, read_key_file, Key32};
 use crate::engine::clock::Clock;
 use crate::engine::path::MountPath;
 use crate::engine::{Engine, SealMode};
@@ -150,9 +150,7 @@ pub fn run(mode: Mode) -> Result<(), String> {
 
     let store = Store::open(&dir, durability).map_err(|e| e.to_string())?;
     let seal_mode = match &key_file {
-        Some(path) => SealMode::File(
-            load_or_create_key_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        ),
+        Some(path) => SealMode::File(file_seal_key(path, &store)?),
         None => SealMode::Shamir,
     };
     let engine =
@@ -190,6 +188,24 @@ pub fn run(mode: Mode) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// The file seal's key: read from `path`, or created there for a store that was never initialised.
+/// For an initialised store a missing key file is an error: a new key opens nothing, and the server
+/// would stay sealed for good behind a key file that looks fine.
+fn file_seal_key(path: &std::path::Path, store: &Store) -> Result<Key32, String> {
+    if let Some(key) = read_key_file(path)? {
+        return Ok(key);
+    }
+    if crate::engine::seal::is_initialized(store).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "{}: the seal key file is missing, but the storage at {} was initialised with a seal \
+             key; restore that key file (a new key cannot open the stored data, so none is made)",
+            path.display(),
+            store.dir().display()
+        ));
+    }
+    create_key_file(path)
 }
 
 fn print_dev_banner(

@@ -48,6 +48,12 @@ impl Key32 {
         &self.0
     }
 
+    /// Whether `other` is this key, in constant time (a wrong length is `false` at once: the length
+    /// of a key is no secret).
+    pub fn ct_eq(&self, other: &[u8]) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.0[..], other))
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new((&self.0).into())
     }
@@ -127,17 +133,47 @@ pub fn version_aad(mount_id: i64, path: &str, version: u64) -> Vec<u8> {
     aad
 }
 
+/// A key in base64 inside the stored keyring's JSON, wiped from memory when dropped.
+struct B64Key(Zeroizing<String>);
+
+impl B64Key {
+    fn of(key: &Key32) -> Self {
+        // `encode` allocates the exact length once: no reallocation leaves a copy behind.
+        Self(Zeroizing::new(B64.encode(key.0)))
+    }
+
+    fn key(&self) -> Result<Key32, EngineError> {
+        let mut bytes = Zeroizing::new([0u8; 48]);
+        let n = B64
+            .decode_slice(self.0.as_bytes(), &mut bytes[..])
+            .map_err(|_| EngineError::Crypto)?;
+        Key32::from_slice(&bytes[..n]).ok_or(EngineError::Crypto)
+    }
+}
+
+impl Serialize for B64Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for B64Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self(Zeroizing::new(String::deserialize(d)?)))
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredKey {
     id: u32,
-    key: String,
+    key: B64Key,
     created_ns: i64,
 }
 
 #[derive(Serialize, Deserialize)]
 struct StoredKeyring {
     keys: Vec<StoredKey>,
-    token_hmac_key: String,
+    token_hmac_key: B64Key,
 }
 
 /// The keyring: data keys by id (the newest seals new writes) and the token-hashing key.
@@ -224,13 +260,17 @@ impl Keyring {
                 .iter()
                 .map(|(id, k, t)| StoredKey {
                     id: *id,
-                    key: B64.encode(k.0),
+                    key: B64Key::of(k),
                     created_ns: *t,
                 })
                 .collect(),
-            token_hmac_key: B64.encode(self.token_hmac_key.0),
+            token_hmac_key: B64Key::of(&self.token_hmac_key),
         };
-        let json = Zeroizing::new(serde_json::to_vec(&stored).unwrap_or_default());
+        // Room for every entry (about 110 bytes each) up front: a growing buffer would leave copies
+        // of the keys in freed memory.
+        let mut json = Zeroizing::new(Vec::with_capacity(160 * (self.keys.len() + 2)));
+        // Serialising strings and numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *json, &stored);
         let sealed = seal_with(root, &json, KEYRING_AAD);
         let mut out = sealed.nonce;
         out.extend_from_slice(&sealed.ciphertext);
@@ -245,24 +285,16 @@ impl Keyring {
         let json = open_with(root, &blob[..24], &blob[24..], KEYRING_AAD)?;
         let stored: StoredKeyring =
             serde_json::from_slice(&json).map_err(|_| EngineError::Crypto)?;
-        let decode = |s: &str| -> Result<Key32, EngineError> {
-            let bytes = Zeroizing::new(B64.decode(s).map_err(|_| EngineError::Crypto)?);
-            let arr: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| EngineError::Crypto)?;
-            Ok(Key32(arr))
-        };
         let mut keys = Vec::new();
         for k in &stored.keys {
-            keys.push((k.id, decode(&k.key)?, k.created_ns));
+            keys.push((k.id, k.key.key()?, k.created_ns));
         }
         if keys.is_empty() {
             return Err(EngineError::Crypto);
         }
         Ok(Self {
             keys,
-            token_hmac_key: decode(&stored.token_hmac_key)?,
+            token_hmac_key: stored.token_hmac_key.key()?,
         })
     }
 }
@@ -284,41 +316,102 @@ pub fn open_root_key(seal_key: &Key32, blob: &[u8]) -> Result<Key32, EngineError
     Key32::from_slice(&bytes).ok_or(EngineError::Crypto)
 }
 
-/// Loads the seal key from `path`, creating it (mode 0600, 32 random bytes, base64) when missing.
-pub fn load_or_create_key_file(path: &Path) -> std::io::Result<Key32> {
-    match std::fs::File::open(path) {
-        Ok(mut f) => {
-            let mut text = Zeroizing::new(String::new());
-            f.read_to_string(&mut text)?;
-            let bytes = Zeroizing::new(B64.decode(text.trim()).map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: not a base64-encoded 32-byte key", path.display()),
-                )
-            })?);
-            let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: the key must be 32 bytes", path.display()),
-                )
-            })?;
-            Ok(Key32(arr))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = Key32::random();
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?;
-            let text = Zeroizing::new(B64.encode(key.0));
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            Ok(key)
-        }
-        Err(e) => Err(e),
+/// Decodes an unseal key or share given as text, in hex or in base64 (Vault's `sys/unseal` takes
+/// either), into a buffer of its final size that is wiped when dropped.
+pub fn decode_key_text(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let b = text.as_bytes();
+    if b.len().is_multiple_of(2) && b.iter().all(u8::is_ascii_hexdigit) {
+        let nibble = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+        let mut out = Zeroizing::new(Vec::with_capacity(b.len() / 2));
+        out.extend(
+            b.chunks_exact(2)
+                .map(|p| (nibble(p[0]) << 4) | nibble(p[1])),
+        );
+        return Some(out);
     }
+    let mut out = Zeroizing::new(vec![0u8; b.len() / 4 * 3 + 3]);
+    let n = B64.decode_slice(b, &mut out[..]).ok()?;
+    out.truncate(n);
+    Some(out)
+}
+
+/// The longest key file read: 44 base64 characters and a line break, with room for whitespace. The
+/// file is read into a buffer of this size, never a growing one, so that no reallocation leaves a
+/// copy of the key in freed memory.
+const KEY_FILE_MAX: usize = 256;
+
+/// Reads the seal key from `path`: `Ok(None)` when the file does not exist. The file must hold the
+/// base64 of 32 bytes, and only its owner may access it: a key file that group or others can read
+/// is refused (as `ssh` refuses such a private key), naming the file, its mode and the fix.
+pub fn read_key_file(path: &Path) -> Result<Option<Key32>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{shown}: {e}")),
+    };
+    // The mode of the file opened, not of whatever the path names a moment later.
+    let mode = f
+        .metadata()
+        .map_err(|e| format!("{shown}: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{shown}: the seal key file has mode {:04o}, so group or others can access it; \
+             only its owner may (run `chmod 600 {shown}`)",
+            mode & 0o7777
+        ));
+    }
+    let mut text = Zeroizing::new([0u8; KEY_FILE_MAX + 1]);
+    let mut len = 0;
+    loop {
+        let n = f
+            .read(&mut text[len..])
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if len > KEY_FILE_MAX {
+            break;
+        }
+    }
+    let not_a_key = || format!("{shown}: not a base64-encoded 32-byte key");
+    if len > KEY_FILE_MAX {
+        return Err(not_a_key());
+    }
+    let trimmed = text[..len].trim_ascii();
+    let mut bytes = Zeroizing::new([0u8; KEY_FILE_MAX]);
+    let n = B64
+        .decode_slice(trimmed, &mut bytes[..])
+        .map_err(|_| not_a_key())?;
+    let key = Key32::from_slice(&bytes[..n])
+        .ok_or_else(|| format!("{shown}: the key must be 32 bytes, not {n}"))?;
+    Ok(Some(key))
+}
+
+/// Creates the seal key file at `path` (mode 0600, 32 random bytes in base64); it must not exist.
+pub fn create_key_file(path: &Path) -> Result<Key32, String> {
+    let shown = path.display();
+    let key = Key32::random();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    // Encoded into a buffer of the exact size: no reallocation copies the key.
+    let mut text = Zeroizing::new([0u8; 45]);
+    let n = B64
+        .encode_slice(key.0, &mut text[..])
+        .map_err(|e| format!("{shown}: {e}"))?;
+    text[n] = b'\n';
+    f.write_all(&text[..=n])
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -362,6 +455,51 @@ mod tests {
             hmac_sha256(&key, b"kvs.token"),
             reference.finalize().into_bytes().to_vec()
         );
+    }
+
+    #[test]
+    fn key_text_is_hex_or_base64() {
+        // (text, bytes) — as Vault's sys/unseal reads a key.
+        let cases: [(&str, Option<&[u8]>); 6] = [
+            ("00ff10", Some(&[0x00, 0xff, 0x10])),
+            ("00FF10", Some(&[0x00, 0xff, 0x10])),
+            ("AP8Q", Some(&[0x00, 0xff, 0x10])),
+            ("", Some(&[])),
+            ("zz", None),
+            ("AP8", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                decode_key_text(text).as_deref().map(|v| &v[..]),
+                want,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_file_round_trip_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seal.key");
+        assert!(read_key_file(&path).unwrap().is_none());
+        let key = create_key_file(&path).unwrap();
+        assert!(read_key_file(&path).unwrap().unwrap().ct_eq(key.as_bytes()));
+        assert!(
+            create_key_file(&path).is_err(),
+            "an existing key file is never replaced"
+        );
+        // (file content, error) with mode 0600.
+        let cases = [
+            ("not base64!\n", "not a base64-encoded 32-byte key"),
+            ("AAAA\n", "the key must be 32 bytes, not 3"),
+        ];
+        for (text, want) in cases {
+            std::fs::write(&path, text).unwrap();
+            let e = read_key_file(&path).err().unwrap();
+            assert!(e.contains(want) && e.contains("seal.key"), "{text:?}: {e}");
+        }
+        std::fs::write(&path, "A".repeat(KEY_FILE_MAX + 1)).unwrap();
+        assert!(read_key_file(&path).is_err(), "an oversized key file");
     }
 
     #[test]

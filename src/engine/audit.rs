@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::error::{EngineError, EngineResult};
-use super::Engine;
+use super::{Engine, Memory};
 use crate::audit::{AuditDevice, AuditError};
 use crate::crypto::{Key32, Keyring};
 use crate::storage::audit_rows::{self, AuditRow};
@@ -32,34 +32,55 @@ fn open_salt(keyring: &Keyring, name: &str, blob: &[u8]) -> EngineResult<Key32> 
     Key32::from_slice(&plain).ok_or(EngineError::Crypto)
 }
 
+/// The devices of `rows`, opened (their salts under `keyring`, their files for appending).
+fn open_devices(keyring: &Keyring, rows: Vec<AuditRow>) -> EngineResult<Vec<Arc<AuditDevice>>> {
+    let mut devices = Vec::new();
+    for r in rows {
+        let salt = open_salt(keyring, &r.name, &r.salt)?;
+        let options: Map<String, Value> = serde_json::from_str(&r.options).unwrap_or_default();
+        match AuditDevice::open(&r.name, &r.kind, &r.description, options, salt, false) {
+            Ok(d) => devices.push(Arc::new(d)),
+            Err(e) => {
+                // A device that cannot be restored would let requests go unaudited: refuse to
+                // serve (sealed) rather than run without it.
+                return Err(EngineError::Storage(format!(
+                    "audit device {}: {e}",
+                    r.name
+                )));
+            }
+        }
+    }
+    Ok(devices)
+}
+
+/// Replaces the devices in memory with those of the committed `rows`.
+fn install_devices(mem: &Memory, rows: Vec<AuditRow>) -> EngineResult<()> {
+    let keyring = mem
+        .keys
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .keyring
+        .clone()
+        .ok_or(EngineError::Sealed)?;
+    let devices = open_devices(&keyring, rows)?;
+    *mem.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(devices);
+    Ok(())
+}
+
 impl Engine {
     /// The enabled devices (empty while sealed).
     pub fn audit_devices(&self) -> Arc<Vec<Arc<AuditDevice>>> {
-        self.audit.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.mem
+            .audit
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Re-reads the devices from storage (at unseal, and after a change).
-    pub(super) fn load_audit(&self) -> EngineResult<()> {
-        let keyring = self.keyring()?;
+    /// The stored devices, opened with `keyring` (at unseal).
+    pub(super) fn load_audit(&self, keyring: &Keyring) -> EngineResult<Arc<Vec<Arc<AuditDevice>>>> {
         let rows = self.store.read(audit_rows::list)?;
-        let mut devices = Vec::new();
-        for r in rows {
-            let salt = open_salt(&keyring, &r.name, &r.salt)?;
-            let options: Map<String, Value> = serde_json::from_str(&r.options).unwrap_or_default();
-            match AuditDevice::open(&r.name, &r.kind, &r.description, options, salt, false) {
-                Ok(d) => devices.push(Arc::new(d)),
-                Err(e) => {
-                    // A device that cannot be restored would let requests go unaudited: refuse to
-                    // serve (sealed) rather than run without it.
-                    return Err(EngineError::Storage(format!(
-                        "audit device {}: {e}",
-                        r.name
-                    )));
-                }
-            }
-        }
-        *self.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(devices);
-        Ok(())
+        Ok(Arc::new(open_devices(keyring, rows)?))
     }
 
     /// Enables a device at `name` (`sys/audit/<name>`).
@@ -70,6 +91,7 @@ impl Engine {
         description: &str,
         options: Map<String, Value>,
     ) -> EngineResult<()> {
+        let guard = self.admin_lock().await;
         let keyring = self.keyring()?;
         if name.is_empty() || name.contains('/') {
             return Err(EngineError::invalid("invalid audit device path"));
@@ -93,17 +115,30 @@ impl Engine {
             options: serde_json::to_string(&options).unwrap_or_else(|_| "{}".into()),
             salt: seal_salt(&keyring, name, &salt)?,
         };
-        self.store
-            .write(move |c| audit_rows::insert(c, &row))
-            .await?;
-        self.load_audit()
+        self.admin_write(
+            guard,
+            move |c| {
+                audit_rows::insert(c, &row)?;
+                audit_rows::list(c)
+            },
+            install_devices,
+        )
+        .await
     }
 
     /// Disables a device; a missing one is not an error.
     pub async fn disable_audit(&self, name: &str) -> EngineResult<()> {
+        let guard = self.admin_lock().await;
         self.keyring()?;
         let n = name.to_string();
-        self.store.write(move |c| audit_rows::delete(c, &n)).await?;
-        self.load_audit()
+        self.admin_write(
+            guard,
+            move |c| {
+                audit_rows::delete(c, &n)?;
+                audit_rows::list(c)
+            },
+            install_devices,
+        )
+        .await
     }
 }

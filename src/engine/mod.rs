@@ -14,6 +14,8 @@ mod policies;
 mod rewrap;
 pub mod seal;
 mod states;
+#[cfg(test)]
+mod tests_admin;
 pub mod tokens;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,31 +31,59 @@ pub use states::{SecretSummary, SecretView};
 pub use tokens::{Identity, Token};
 
 /// The keys in memory while unsealed. All are wiped from memory on seal (Key32 zeroizes on drop).
+/// The root key is not kept: a key change opens it from storage, in the transaction that changes it.
 #[derive(Default)]
 struct Unsealed {
     /// The key that opens the stored root key (the key file's, or what the Shamir shares combine to).
     seal_key: Option<Key32>,
-    root_key: Option<Key32>,
     keyring: Option<Arc<Keyring>>,
+}
+
+/// The administrative state the engine serves from memory: keys, mounts, policies, audit devices.
+/// Outside start-up, unseal and seal, it changes only in an [`Engine::admin_write`]'s after-commit
+/// step, which runs in commit order: memory is never ahead of storage (a keyring key no stored
+/// keyring has would seal data that cannot be opened after a restart) nor left behind it.
+#[derive(Default)]
+struct Memory {
+    initialized: RwLock<bool>,
+    keys: RwLock<Unsealed>,
+    mounts: RwLock<Arc<Vec<Mount>>>,
+    policies: RwLock<policies::PolicyCache>,
+    audit: RwLock<Arc<Vec<Arc<crate::audit::AuditDevice>>>>,
+    /// Compiled ACLs by policy set (invalidated by every policy change).
+    acl_cache: cache::GenCache<Vec<String>, Arc<crate::policy::Acl>>,
+}
+
+impl Memory {
+    fn set_mounts(&self, mounts: Vec<Mount>) {
+        *self.mounts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);
+    }
+
+    /// Installs a committed keyring, unless the engine was sealed meanwhile (then no key may come
+    /// back into memory).
+    fn set_keyring(&self, keyring: Arc<Keyring>) {
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if keys.keyring.is_some() {
+            keys.keyring = Some(keyring);
+        }
+    }
 }
 
 pub struct Engine {
     store: Store,
     clock: Clock,
     seal_mode: SealMode,
-    keys: RwLock<Unsealed>,
-    initialized: RwLock<bool>,
+    mem: Arc<Memory>,
     /// Unseal shares given so far (Shamir), wiped when used or reset.
     unseal_progress: Mutex<Vec<zeroize::Zeroizing<Vec<u8>>>>,
-    mounts: RwLock<Arc<Vec<Mount>>>,
-    policies: RwLock<policies::PolicyCache>,
-    init_lock: tokio::sync::Mutex<()>,
+    /// Serialises every administrative change (init, seal, keys, policies, mounts, audit devices):
+    /// held from the check of the current state through the commit to the in-memory update. Without
+    /// it, `sys/rotate` and `sys/rotate/root` sent together sealed the keyring under a root key that
+    /// was no longer stored, and the next start could not unseal.
+    admin: Arc<tokio::sync::Mutex<()>>,
     rewrap: rewrap::RewrapState,
-    audit: RwLock<Arc<Vec<Arc<crate::audit::AuditDevice>>>>,
     /// Token entries by hash (invalidated by every token change).
     token_cache: cache::GenCache<Vec<u8>, crate::storage::token_rows::TokenRow>,
-    /// Compiled ACLs by policy set (invalidated by every policy change).
-    acl_cache: cache::GenCache<Vec<String>, Arc<crate::policy::Acl>>,
 }
 
 impl Engine {
@@ -69,20 +99,21 @@ impl Engine {
         }
         let mounts = store.read(rows::load_mounts)?;
         let policy_cache = policies::load_cache(&store)?;
+        let mem = Memory {
+            initialized: RwLock::new(initialized),
+            mounts: RwLock::new(Arc::new(mounts)),
+            policies: RwLock::new(policy_cache),
+            ..Default::default()
+        };
         let engine = Self {
             store,
             clock,
             seal_mode,
-            keys: RwLock::new(Unsealed::default()),
-            initialized: RwLock::new(initialized),
+            mem: Arc::new(mem),
             unseal_progress: Mutex::new(Vec::new()),
-            mounts: RwLock::new(Arc::new(mounts)),
-            policies: RwLock::new(policy_cache),
-            init_lock: tokio::sync::Mutex::new(()),
+            admin: Arc::new(tokio::sync::Mutex::new(())),
             rewrap: rewrap::RewrapState::default(),
-            audit: RwLock::new(Arc::new(Vec::new())),
             token_cache: cache::GenCache::default(),
-            acl_cache: cache::GenCache::default(),
         };
         if initialized {
             if let SealMode::File(key) = &engine.seal_mode {
@@ -99,12 +130,40 @@ impl Engine {
     }
 
     fn keyring(&self) -> EngineResult<Arc<Keyring>> {
-        self.keys
+        self.mem
+            .keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .keyring
             .clone()
             .ok_or(EngineError::Sealed)
+    }
+
+    /// Takes the administrative lock (see `admin`). The guard is owned so that it can travel with
+    /// the change into the writer and be released only after memory is updated.
+    async fn admin_lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.admin).lock_owned().await
+    }
+
+    /// Commits an administrative change and updates memory from what was committed: `change` runs in
+    /// the writer's transaction (it reads the state it changes there, not from memory), and `apply`
+    /// runs on the writer thread once that transaction has committed, in commit order, with `guard`
+    /// held until it returns. A request dropped mid-way (deadline, client gone) cannot leave memory
+    /// behind storage: a queued write commits anyway, and so `apply` runs anyway.
+    async fn admin_write<R: Send + 'static, T: Send + 'static>(
+        &self,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+        change: impl FnOnce(&rusqlite::Connection) -> EngineResult<R> + Send + 'static,
+        apply: impl FnOnce(&Memory, R) -> EngineResult<T> + Send + 'static,
+    ) -> EngineResult<T> {
+        let mem = Arc::clone(&self.mem);
+        self.store
+            .write_then(change, move |r| {
+                let result = apply(&mem, r);
+                drop(guard);
+                result
+            })
+            .await
     }
 
     /// Keeps the writer busy for `ms` milliseconds (tests of the request deadline).
@@ -128,11 +187,5 @@ impl Engine {
                 Ok(())
             })
             .await
-    }
-
-    fn reload_mounts(&self) -> EngineResult<()> {
-        let mounts = self.store.read(rows::load_mounts)?;
-        *self.mounts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);
-        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use super::clock::Nanos;
 use super::error::{EngineError, EngineResult};
 use super::model::{KvConfig, KvConfigUpdate, Mount, MountSpec, MountTune};
 use super::path::MountPath;
-use super::Engine;
+use super::{Engine, Memory};
 use crate::storage::rows;
 
 /// Top-level paths that belong to kvseal itself, as in Vault.
@@ -57,10 +57,52 @@ fn kv_version_of(options: &std::collections::BTreeMap<String, String>) -> Result
     }
 }
 
+/// Replaces the mount table in memory with the committed one.
+fn install_mounts(mem: &Memory, mounts: Vec<Mount>) -> EngineResult<()> {
+    mem.set_mounts(mounts);
+    Ok(())
+}
+
+/// Applies `tune` to `m` (the stored record). Setting `options.version` to 2 upgrades a KV v1 mount
+/// (`vault kv enable-versioning`); going back from 2 to 1 is refused, as in Vault.
+fn apply_tune(m: &mut Mount, tune: MountTune) -> EngineResult<()> {
+    if let Some(d) = tune.description {
+        m.description = d;
+    }
+    if let Some(t) = tune.default_lease_ttl {
+        m.default_lease_ttl = t;
+    }
+    if let Some(t) = tune.max_lease_ttl {
+        m.max_lease_ttl = t;
+    }
+    if let Some(f) = tune.force_no_cache {
+        m.force_no_cache = f;
+    }
+    if let Some(options) = tune.options {
+        let new_version = if options.contains_key("version") {
+            kv_version_of(&options)?
+        } else {
+            m.kv_version
+        };
+        if new_version < m.kv_version {
+            return Err(EngineError::invalid(
+                "cannot downgrade mount from KV version 2 to KV version 1",
+            ));
+        }
+        for (k, v) in options {
+            m.options.insert(k, v);
+        }
+        m.kv_version = new_version;
+        m.options.insert("version".into(), new_version.to_string());
+    }
+    Ok(())
+}
+
 impl Engine {
     /// The current mount table (cheap: an `Arc` of a snapshot).
     pub fn mounts(&self) -> Arc<Vec<Mount>> {
-        self.mounts
+        self.mem
+            .mounts
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -88,6 +130,7 @@ impl Engine {
 
     /// Enables a secrets engine. Only `kv` (v1 or v2) and `kv-v2` exist in kvseal.
     pub async fn enable_mount(&self, path: MountPath, mut spec: MountSpec) -> EngineResult<()> {
+        let guard = self.admin_lock().await;
         self.keyring()?;
         let kv_version = match spec.kind.as_str() {
             "kv" => kv_version_of(&spec.options)?,
@@ -134,10 +177,11 @@ impl Engine {
             }
         }
         let record = new_mount_record(spec, path, kv_version, self.clock.now());
-        let result = self
-            .store
-            .write(move |c| {
-                // Checked again under the writer: two concurrent enables of one path.
+        self.admin_write(
+            guard,
+            move |c| {
+                // Checked again in the transaction: the table in memory is what was committed
+                // last, and this is what will be.
                 if rows::load_mounts(c)?.iter().any(|m| {
                     m.path.as_str().starts_with(record.path.as_str())
                         || record.path.as_str().starts_with(m.path.as_str())
@@ -147,60 +191,50 @@ impl Engine {
                         record.path.as_str()
                     )));
                 }
-                rows::insert_mount(c, &record)
-            })
-            .await;
-        self.reload_mounts()?;
-        result.map(|_| ())
+                rows::insert_mount(c, &record)?;
+                rows::load_mounts(c)
+            },
+            install_mounts,
+        )
+        .await
     }
 
     /// Disables a mount and deletes everything in it. A missing mount is not an error (Vault: 204).
     pub async fn disable_mount(&self, path: &MountPath) -> EngineResult<()> {
+        let guard = self.admin_lock().await;
         self.keyring()?;
-        if let Some(m) = self.mount_by_path(path) {
-            let id = m.id;
-            self.store.write(move |c| rows::delete_mount(c, id)).await?;
-            self.reload_mounts()?;
-        }
-        Ok(())
+        let Some(m) = self.mount_by_path(path) else {
+            return Ok(());
+        };
+        let id = m.id;
+        self.admin_write(
+            guard,
+            move |c| {
+                rows::delete_mount(c, id)?;
+                rows::load_mounts(c)
+            },
+            install_mounts,
+        )
+        .await
     }
 
     /// Tunes a mount. Setting `options.version` to 2 upgrades a KV v1 mount (`vault kv
     /// enable-versioning`); going back from 2 to 1 is refused, as in Vault.
     pub async fn tune_mount(&self, path: &MountPath, tune: MountTune) -> EngineResult<()> {
+        let guard = self.admin_lock().await;
         self.keyring()?;
-        let mut m = self.mount_by_path(path).ok_or(EngineError::NotFound)?;
-        if let Some(d) = tune.description {
-            m.description = d;
-        }
-        if let Some(t) = tune.default_lease_ttl {
-            m.default_lease_ttl = t;
-        }
-        if let Some(t) = tune.max_lease_ttl {
-            m.max_lease_ttl = t;
-        }
-        if let Some(f) = tune.force_no_cache {
-            m.force_no_cache = f;
-        }
-        if let Some(options) = tune.options {
-            let new_version = if options.contains_key("version") {
-                kv_version_of(&options)?
-            } else {
-                m.kv_version
-            };
-            if new_version < m.kv_version {
-                return Err(EngineError::invalid(
-                    "cannot downgrade mount from KV version 2 to KV version 1",
-                ));
-            }
-            for (k, v) in options {
-                m.options.insert(k, v);
-            }
-            m.kv_version = new_version;
-            m.options.insert("version".into(), new_version.to_string());
-        }
-        self.store.write(move |c| rows::update_mount(c, &m)).await?;
-        self.reload_mounts()
+        let id = self.mount_by_path(path).ok_or(EngineError::NotFound)?.id;
+        self.admin_write(
+            guard,
+            move |c| {
+                let mut m = rows::get_mount(c, id)?.ok_or(EngineError::NotFound)?;
+                apply_tune(&mut m, tune)?;
+                rows::update_mount(c, &m)?;
+                rows::load_mounts(c)
+            },
+            install_mounts,
+        )
+        .await
     }
 
     /// The KV config of a mount (`<mount>/config`).
@@ -215,10 +249,12 @@ impl Engine {
     /// Changes fields of a mount's KV config. A negative `delete_version_after` disables delete-after
     /// for the whole mount and is stored as -1 (it reads back as `"-1s"`).
     pub async fn set_kv_config(&self, mount: &Mount, update: KvConfigUpdate) -> EngineResult<()> {
+        let guard = self.admin_lock().await;
         self.keyring()?;
         let id = mount.id;
-        self.store
-            .write(move |c| {
+        self.admin_write(
+            guard,
+            move |c| {
                 let mut m = rows::get_mount(c, id)?.ok_or(EngineError::NotFound)?;
                 if let Some(v) = update.max_versions {
                     m.kv.max_versions = v;
@@ -230,9 +266,11 @@ impl Engine {
                     m.kv.delete_version_after = if v < 0 { -1 } else { v };
                     m.kv.delete_version_after_text = update.delete_version_after_text;
                 }
-                rows::update_mount(c, &m)
-            })
-            .await?;
-        self.reload_mounts()
+                rows::update_mount(c, &m)?;
+                rows::load_mounts(c)
+            },
+            install_mounts,
+        )
+        .await
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::{EngineError, EngineResult};
-use super::{Engine, Identity};
+use super::{Engine, Identity, Memory};
 use crate::policy::{self, Acl, Policy};
 use crate::storage::token_rows::{self as rows, Named};
 
@@ -30,14 +30,43 @@ pub(super) fn load_cache(store: &crate::storage::Store) -> EngineResult<PolicyCa
     Ok(cache)
 }
 
+/// Puts a committed policy (or its deletion) into memory and drops every compiled ACL.
+fn install_policy(mem: &Memory, name: String, policy: Option<Policy>) {
+    {
+        let mut cache = mem.policies.write().unwrap_or_else(|p| p.into_inner());
+        match policy {
+            Some(p) => cache.insert(name, Arc::new(p)),
+            None => cache.remove(&name),
+        };
+    }
+    mem.acl_cache.invalidate();
+}
+
 impl Engine {
     /// Stores the built-in `default` policy if it is missing (at init, and for stores created before
     /// policies existed).
     pub async fn ensure_default_policy(&self) -> EngineResult<()> {
-        if self.policy_text("default")?.is_none() {
-            self.put_policy("default", policy::DEFAULT_POLICY).await?;
-        }
-        Ok(())
+        let guard = self.admin_lock().await;
+        self.keyring()?;
+        let parsed = policy::parse("default", policy::DEFAULT_POLICY)
+            .map_err(|e| EngineError::Storage(format!("the built-in default policy: {e}")))?;
+        self.admin_write(
+            guard,
+            |c| {
+                if rows::get_named(c, Named::Policies, "default")?.is_some() {
+                    return Ok(false);
+                }
+                rows::put_named(c, Named::Policies, "default", policy::DEFAULT_POLICY)?;
+                Ok(true)
+            },
+            move |mem, written| {
+                if written {
+                    install_policy(mem, "default".into(), Some(parsed));
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// A policy's text as written. `root` has no text.
@@ -59,23 +88,26 @@ impl Engine {
         Ok(names)
     }
 
-    /// Creates or replaces a policy. `root` cannot be changed.
+    /// Creates or replaces a policy. `root` cannot be changed. The ACL enforced from then on is the
+    /// one of the text stored, even with concurrent writes of the same policy (see `admin_write`).
     pub async fn put_policy(&self, name: &str, text: &str) -> EngineResult<()> {
         self.keyring()?;
         if name == "root" {
             return Err(EngineError::invalid("cannot update \"root\" policy"));
         }
         let parsed = policy::parse(name, text).map_err(|e| EngineError::invalid(e.to_string()))?;
+        let guard = self.admin_lock().await;
+        self.keyring()?;
         let (n, t) = (name.to_string(), text.to_string());
-        self.store
-            .write(move |c| rows::put_named(c, Named::Policies, &n, &t))
-            .await?;
-        self.policies
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), Arc::new(parsed));
-        self.acl_cache.invalidate();
-        Ok(())
+        self.admin_write(
+            guard,
+            move |c| rows::put_named(c, Named::Policies, &n, &t).map(|()| n),
+            move |mem, n| {
+                install_policy(mem, n, Some(parsed));
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Deletes a policy. `root` and `default` cannot be deleted; a missing policy is not an error.
@@ -86,16 +118,18 @@ impl Engine {
                 "cannot delete {name:?} policy"
             )));
         }
+        let guard = self.admin_lock().await;
+        self.keyring()?;
         let n = name.to_string();
-        self.store
-            .write(move |c| rows::delete_named(c, Named::Policies, &n))
-            .await?;
-        self.policies
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-        self.acl_cache.invalidate();
-        Ok(())
+        self.admin_write(
+            guard,
+            move |c| rows::delete_named(c, Named::Policies, &n).map(|()| n),
+            |mem, n| {
+                install_policy(mem, n, None);
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// The ACL of a set of policy names: the union of their rules (`root` allows everything; unknown
@@ -105,19 +139,19 @@ impl Engine {
             return Arc::new(Acl::root());
         }
         let key = names.to_vec();
-        if let Some(acl) = self.acl_cache.get(&key) {
+        if let Some(acl) = self.mem.acl_cache.get(&key) {
             return acl;
         }
-        let generation = self.acl_cache.generation();
+        let generation = self.mem.acl_cache.generation();
         let acl = {
-            let cache = self.policies.read().unwrap_or_else(|p| p.into_inner());
+            let cache = self.mem.policies.read().unwrap_or_else(|p| p.into_inner());
             let set: Vec<Policy> = names
                 .iter()
                 .filter_map(|n| cache.get(n).map(|p| (**p).clone()))
                 .collect();
             Arc::new(Acl::new(&set))
         };
-        self.acl_cache.insert_if(generation, key, acl.clone());
+        self.mem.acl_cache.insert_if(generation, key, acl.clone());
         acl
     }
 

@@ -102,11 +102,32 @@ pub(super) fn check_mode(store: &Store, mode: &SealMode) -> EngineResult<()> {
     Ok(())
 }
 
+/// Whether `sys/init` has run on this store (it has a keyring).
+pub fn is_initialized(store: &Store) -> EngineResult<bool> {
+    Ok(store.read(|c| rows::get_fact(c, KEYRING_FACT))?.is_some())
+}
+
+/// Opens the stored root key and keyring with `seal_key`, both read from the same connection (one
+/// snapshot, or the writer's transaction for a key change).
+fn open_stored_keys(c: &rusqlite::Connection, seal_key: &Key32) -> EngineResult<(Key32, Keyring)> {
+    let root_blob = rows::get_fact(c, ROOT_KEY_FACT)?.ok_or(EngineError::Crypto)?;
+    let ring_blob = rows::get_fact(c, KEYRING_FACT)?.ok_or(EngineError::Crypto)?;
+    let root = open_root_key(seal_key, &root_blob)?;
+    let keyring = Keyring::open_under(&root, &ring_blob)?;
+    Ok((root, keyring))
+}
+
 impl Engine {
     pub fn seal_status(&self) -> SealStatus {
-        if !*self.initialized.read().unwrap_or_else(|p| p.into_inner()) {
+        if !*self
+            .mem
+            .initialized
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+        {
             SealStatus::Uninitialized
         } else if self
+            .mem
             .keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -134,27 +155,16 @@ impl Engine {
         }
     }
 
-    /// Opens the stored root key and keyring with `seal_key` and keeps them in memory.
+    /// Opens the stored root key and keyring with `seal_key` and keeps the keyring in memory.
     pub(super) fn unseal_with(&self, seal_key: Key32) -> EngineResult<()> {
-        let root_blob = self
-            .store
-            .read(|c| rows::get_fact(c, ROOT_KEY_FACT))?
-            .ok_or(EngineError::Crypto)?;
-        let ring_blob = self
-            .store
-            .read(|c| rows::get_fact(c, KEYRING_FACT))?
-            .ok_or(EngineError::Crypto)?;
-        let root = open_root_key(&seal_key, &root_blob)?;
-        let keyring = Keyring::open_under(&root, &ring_blob)?;
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed {
+        let (_root, keyring) = self.store.read(|c| open_stored_keys(c, &seal_key))?;
+        let keyring = Arc::new(keyring);
+        let devices = self.load_audit(&keyring)?;
+        *self.mem.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed {
             seal_key: Some(seal_key),
-            root_key: Some(root),
-            keyring: Some(Arc::new(keyring)),
+            keyring: Some(keyring),
         };
-        if let Err(e) = self.load_audit() {
-            *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed::default();
-            return Err(e);
-        }
+        *self.mem.audit.write().unwrap_or_else(|p| p.into_inner()) = devices;
         Ok(())
     }
 
@@ -168,7 +178,7 @@ impl Engine {
         shares: usize,
         threshold: usize,
     ) -> EngineResult<InitOutput> {
-        let _one_at_a_time = self.init_lock.lock().await;
+        let guard = self.admin_lock().await;
         if self.seal_status() != SealStatus::Uninitialized {
             return Err(EngineError::AlreadyInitialized);
         }
@@ -228,32 +238,41 @@ impl Engine {
             now,
         );
         let cfg_json = serde_json::to_vec(&cfg).map_err(|e| EngineError::Storage(e.to_string()))?;
-        self.store
-            .write(move |c| {
+        let default_policy = policy::parse("default", policy::DEFAULT_POLICY)
+            .map_err(|e| EngineError::Storage(format!("the built-in default policy: {e}")))?;
+        let unseal_now = matches!(self.seal_mode, SealMode::File(_));
+        let keyring = Arc::new(keyring);
+        self.admin_write(
+            guard,
+            move |c| {
                 rows::put_fact(c, SEAL_CONFIG_FACT, &cfg_json)?;
                 rows::put_fact(c, ROOT_KEY_FACT, &root_blob)?;
                 rows::put_fact(c, KEYRING_FACT, &ring_blob)?;
                 token_rows::insert_token(c, &token_row)?;
                 token_rows::put_named(c, Named::Policies, "default", policy::DEFAULT_POLICY)?;
                 rows::insert_mount(c, &secret_mount)?;
+                rows::load_mounts(c)
+            },
+            move |mem, mounts| {
+                mem.set_mounts(mounts);
+                mem.policies
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert("default".into(), Arc::new(default_policy));
+                mem.acl_cache.invalidate();
+                // With the file seal the server is unsealed at once; with the Shamir seal it stays
+                // sealed until unsealed with the shares, as after `vault operator init`.
+                if unseal_now {
+                    *mem.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed {
+                        seal_key: Some(seal_key),
+                        keyring: Some(keyring),
+                    };
+                }
+                *mem.initialized.write().unwrap_or_else(|p| p.into_inner()) = true;
                 Ok(())
-            })
-            .await?;
-        if let Ok(p) = policy::parse("default", policy::DEFAULT_POLICY) {
-            self.policies
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert("default".into(), Arc::new(p));
-        }
-        *self.initialized.write().unwrap_or_else(|p| p.into_inner()) = true;
-        if matches!(self.seal_mode, SealMode::File(_)) {
-            *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed {
-                seal_key: Some(seal_key),
-                root_key: Some(root),
-                keyring: Some(Arc::new(keyring)),
-            };
-        }
-        self.reload_mounts()?;
+            },
+        )
+        .await?;
         Ok(InitOutput {
             root_token: token,
             shares: key_shares,
@@ -261,7 +280,9 @@ impl Engine {
     }
 
     /// Adds an unseal share (Shamir) and unseals once enough have been given. Repeating a share does
-    /// not count twice. With the file seal, unsealing re-reads nothing: it reopens with the key file.
+    /// not count twice. With the file seal, `share` must be the seal key itself (the key file's
+    /// content, decoded): after `sys/seal`, whoever can reach `sys/unseal` without a token must not
+    /// be able to undo it, so the key is asked for exactly as Vault asks for its unseal key.
     pub fn unseal(&self, share: Option<&[u8]>, reset: bool) -> EngineResult<SealInfo> {
         match self.seal_status() {
             SealStatus::Uninitialized => {
@@ -279,6 +300,13 @@ impl Engine {
         }
         match &self.seal_mode {
             SealMode::File(k) => {
+                let given =
+                    share.ok_or_else(|| EngineError::invalid("missing required input key"))?;
+                if !k.ct_eq(given) {
+                    return Err(EngineError::invalid(
+                        "Error unsealing: the key is not the seal key (give the content of the seal key file)",
+                    ));
+                }
                 self.unseal_with(k.clone())?;
             }
             SealMode::Shamir => {
@@ -290,7 +318,11 @@ impl Engine {
                         .unseal_progress
                         .lock()
                         .unwrap_or_else(|p| p.into_inner());
-                    if !progress.iter().any(|s| s.as_slice() == share) {
+                    // Constant time: the shares given so far are secrets the caller may not know.
+                    if !progress
+                        .iter()
+                        .any(|s| bool::from(subtle::ConstantTimeEq::ct_eq(s.as_slice(), share)))
+                    {
                         progress.push(Zeroizing::new(share.to_vec()));
                     }
                     if progress.len() < threshold {
@@ -318,14 +350,27 @@ impl Engine {
         Ok(self.seal_info())
     }
 
-    /// Seals: every key leaves memory; every route but the seal endpoints answers 503.
-    pub fn seal(&self) -> EngineResult<()> {
+    /// Seals: every key leaves memory; every route but the seal endpoints answers 503. Waits for an
+    /// administrative change in progress, so that none completes into a sealed engine.
+    pub async fn seal(&self) -> EngineResult<()> {
+        let _guard = self.admin_lock().await;
         if self.seal_status() != SealStatus::Unsealed {
             return Ok(());
         }
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed::default();
-        *self.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Vec::new());
+        *self.mem.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed::default();
+        *self.mem.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Vec::new());
         Ok(())
+    }
+
+    /// The seal key in memory (only while unsealed).
+    fn seal_key(&self) -> EngineResult<Key32> {
+        self.mem
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .seal_key
+            .clone()
+            .ok_or(EngineError::Sealed)
     }
 
     /// `sys/key-status`: the active keyring term and when it was installed.
@@ -334,48 +379,48 @@ impl Engine {
     }
 
     /// `sys/rotate`: a new keyring key seals every write from now on; old versions keep opening with
-    /// their own key until rewrapped.
+    /// their own key until rewrapped. The new keyring is derived from the stored one, under the
+    /// stored root key, in the transaction that stores it.
     pub async fn rotate_keyring(&self) -> EngineResult<(u32, i64)> {
-        let (root, current) = {
-            let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-            (
-                keys.root_key.clone().ok_or(EngineError::Sealed)?,
-                keys.keyring.clone().ok_or(EngineError::Sealed)?,
-            )
-        };
-        let next = Arc::new(current.rotated(self.clock.now()));
-        let blob = next.seal_under(&root);
-        self.store
-            .write(move |c| rows::put_fact(c, KEYRING_FACT, &blob))
-            .await?;
-        let term = next.active_term();
-        self.keys.write().unwrap_or_else(|p| p.into_inner()).keyring = Some(next);
-        Ok(term)
+        let guard = self.admin_lock().await;
+        let seal_key = self.seal_key()?;
+        let now = self.clock.now();
+        self.admin_write(
+            guard,
+            move |c| {
+                let (root, current) = open_stored_keys(c, &seal_key)?;
+                let next = current.rotated(now);
+                rows::put_fact(c, KEYRING_FACT, &next.seal_under(&root))?;
+                Ok(next)
+            },
+            |mem, next| {
+                let term = next.active_term();
+                mem.set_keyring(Arc::new(next));
+                Ok(term)
+            },
+        )
+        .await
     }
 
-    /// `sys/rotate/root`: a new root key; the keyring is re-sealed under it and the root key under the
-    /// seal key, in one transaction. Unseal shares and the key file stay valid.
+    /// `sys/rotate/root`: a new root key; the stored keyring is re-sealed under it and the root key
+    /// under the seal key, in one transaction. Unseal shares and the key file stay valid.
     pub async fn rotate_root_key(&self) -> EngineResult<()> {
-        let (seal_key, keyring) = {
-            let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-            (
-                keys.seal_key.clone().ok_or(EngineError::Sealed)?,
-                keys.keyring.clone().ok_or(EngineError::Sealed)?,
-            )
-        };
-        let root = Key32::random();
-        let root_blob = seal_root_key(&seal_key, &root);
-        let ring_blob = keyring.seal_under(&root);
-        self.store
-            .write(move |c| {
-                rows::put_fact(c, ROOT_KEY_FACT, &root_blob)?;
-                rows::put_fact(c, KEYRING_FACT, &ring_blob)
-            })
-            .await?;
-        self.keys
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .root_key = Some(root);
-        Ok(())
+        let guard = self.admin_lock().await;
+        let seal_key = self.seal_key()?;
+        self.admin_write(
+            guard,
+            move |c| {
+                let (_old_root, keyring) = open_stored_keys(c, &seal_key)?;
+                let root = Key32::random();
+                rows::put_fact(c, ROOT_KEY_FACT, &seal_root_key(&seal_key, &root))?;
+                rows::put_fact(c, KEYRING_FACT, &keyring.seal_under(&root))?;
+                Ok(keyring)
+            },
+            |mem, keyring| {
+                mem.set_keyring(Arc::new(keyring));
+                Ok(())
+            },
+        )
+        .await
     }
 }

@@ -41,6 +41,16 @@ pub struct Store {
     _lock: std::fs::File,
 }
 
+/// Creates `dir` and its missing parents with mode 0700 (an existing directory keeps its mode): the
+/// files are encrypted, but their names, sizes and the lock file are nobody else's business.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Takes the directory's lock file, or says who has it.
 pub fn lock_dir(dir: &Path) -> EngineResult<std::fs::File> {
     let path = dir.join("kvseal.lock");
@@ -109,7 +119,7 @@ fn ensure_private_file(path: &Path) -> std::io::Result<()> {
 impl Store {
     /// Opens (creating if needed) the database `<dir>/kvseal.db` and applies the schema.
     pub fn open(dir: &Path, durability: Durability) -> EngineResult<Self> {
-        std::fs::create_dir_all(dir)
+        create_private_dir(dir)
             .map_err(|e| EngineError::Storage(format!("{}: {e}", dir.display())))?;
         let lock = lock_dir(dir)?;
         let path = dir.join("kvseal.db");
@@ -176,6 +186,16 @@ impl Store {
         f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
     ) -> EngineResult<R> {
         self.writer.submit(f).await
+    }
+
+    /// Runs `f` on the writer thread, then `then` with its result once committed (see
+    /// [`Writer::submit_then`]): for in-memory state that must follow what was committed.
+    pub async fn write_then<R: Send + 'static, T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
+        then: impl FnOnce(R) -> EngineResult<T> + Send + 'static,
+    ) -> EngineResult<T> {
+        self.writer.submit_then(f, then).await
     }
 
     /// The same, for callers outside an async context (start-up, tools).

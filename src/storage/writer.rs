@@ -97,6 +97,25 @@ impl Writer {
             .map_err(|_| EngineError::Storage("the writer has stopped".into()))?
     }
 
+    /// Like [`Writer::submit`], and once the group has committed, runs `then` with the job's result
+    /// on the writer thread, before the reply: so `then` runs in commit order, and runs even when the
+    /// caller has stopped waiting (a request deadline, a client gone). `then` must not submit writes.
+    pub async fn submit_then<R: Send + 'static, T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
+        then: impl FnOnce(R) -> EngineResult<T> + Send + 'static,
+    ) -> EngineResult<T> {
+        let (tx, rx) = oneshot::channel();
+        let job = Self::job(f, move |r| {
+            let _ = tx.send(r.and_then(then));
+        });
+        self.tx
+            .send(job)
+            .map_err(|_| EngineError::Storage("the writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| EngineError::Storage("the writer has stopped".into()))?
+    }
+
     pub fn submit_blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,

@@ -173,24 +173,13 @@ async fn unseal(engine: &Engine, req: &VaultRequest) -> VaultResult<Reply> {
             let s = decode::string(v, "key")?;
             let s = s.trim();
             // Vault takes a share in hex or in base64.
-            let bytes = decode_hex(s)
-                .or_else(|| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            let bytes = crate::crypto::decode_key_text(s)
                 .ok_or_else(|| VaultError::bad("'key' must be a valid hex or base64 string"))?;
-            Some(zeroize::Zeroizing::new(bytes))
+            Some(bytes)
         }
         None if !reset => return Err(VaultError::bad("missing required input key")),
         None => None,
     };
     engine.unseal(key.as_deref().map(|k| k.as_slice()), reset)?;
     Ok(Reply::RawJson(StatusCode::OK, seal_status(engine)))
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }

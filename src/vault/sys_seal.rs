@@ -14,7 +14,10 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> Option<VaultResult<Reply>> {
     let engine = ctx.engine;
     let op = ctx.req.op;
     let r = match (rest.trim_end_matches('/'), op) {
-        ("seal", Op::Update) => engine.seal().map(|_| Reply::NoContent).map_err(Into::into),
+        ("seal", Op::Update) => match engine.seal().await {
+            Ok(()) => Ok(Reply::NoContent),
+            Err(e) => Err(e.into()),
+        },
         ("rotate" | "rotate/keyring", Op::Update) => match engine.rotate_keyring().await {
             Ok(_) => Ok(Reply::NoContent),
             Err(e) => Err(e.into()),
