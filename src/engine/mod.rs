@@ -14,7 +14,9 @@ mod policies;
 mod rewrap;
 pub mod seal;
 mod states;
+mod token_roles;
 pub mod tokens;
+pub mod ttl;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -54,6 +56,8 @@ pub struct Engine {
     token_cache: cache::GenCache<Vec<u8>, crate::storage::token_rows::TokenRow>,
     /// Compiled ACLs by policy set (invalidated by every policy change).
     acl_cache: cache::GenCache<Vec<String>, Arc<crate::policy::Acl>>,
+    /// Certificate identities (`[[auth.cert]]`): cert logins and their renewals read them.
+    cert_roles: tokens::CertRoles,
 }
 
 impl Engine {
@@ -83,6 +87,7 @@ impl Engine {
             audit: RwLock::new(Arc::new(Vec::new())),
             token_cache: cache::GenCache::default(),
             acl_cache: cache::GenCache::default(),
+            cert_roles: Default::default(),
         };
         if initialized {
             if let SealMode::File(key) = &engine.seal_mode {
