@@ -46,9 +46,31 @@ pub struct CertIdentity {
     pub san_uri: Option<String>,
     #[serde(default)]
     pub policies: Vec<String>,
-    /// TTL of tokens from `auth/cert/login` (a duration such as "1h"; default 768h).
+    /// TTL of tokens from `auth/cert/login` and the default renewal increment (a duration such as
+    /// "1h"; default 768h), as Vault's cert role `token_ttl`. Not a limit: renewals may ask for more.
     #[serde(default)]
     pub ttl: Option<String>,
+    /// The longest a token from this identity lives, renewals included, counted from login (Vault's
+    /// cert role `token_max_ttl`; default and ceiling: the system maximum, 768h).
+    #[serde(default)]
+    pub max_ttl: Option<String>,
+}
+
+impl CertIdentity {
+    /// The token settings the engine applies at login and renewal (durations validated at load).
+    pub fn token_role(&self) -> crate::engine::tokens::CertRole {
+        let secs = |d: &Option<String>| {
+            d.as_deref()
+                .and_then(crate::engine::duration::parse_go_duration)
+                .unwrap_or(0)
+        };
+        crate::engine::tokens::CertRole {
+            name: self.name.clone(),
+            policies: self.policies.clone(),
+            ttl: secs(&self.ttl),
+            max_ttl: secs(&self.max_ttl),
+        }
+    }
 }
 
 /// Rate limits on the endpoints anyone can call without a token, and on failed authentications,
@@ -295,10 +317,20 @@ impl Config {
                     ),
                 ));
             }
-            if let Some(t) = &c.ttl {
-                if crate::engine::duration::parse_go_duration(t).is_none_or(|s| s <= 0) {
-                    return Err(("auth.cert.ttl", format!("{t:?} is not a positive duration")));
+            for (key, value) in [("auth.cert.ttl", &c.ttl), ("auth.cert.max_ttl", &c.max_ttl)] {
+                if let Some(t) = value {
+                    if crate::engine::duration::parse_go_duration(t).is_none_or(|s| s <= 0) {
+                        return Err((key, format!("{t:?} is not a positive duration")));
+                    }
                 }
+            }
+            // Vault refuses a cert role whose token_ttl is above its token_max_ttl.
+            let role = c.token_role();
+            if role.max_ttl > 0 && role.ttl > role.max_ttl {
+                return Err((
+                    "auth.cert.ttl",
+                    format!("{:?}: ttl cannot be greater than max_ttl", c.name),
+                ));
             }
         }
         if crate::engine::duration::parse_go_duration(&self.limits.request_timeout)
@@ -403,6 +435,27 @@ mod tests {
         let c = load_str(GOOD).unwrap();
         assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
         assert_eq!(c.storage.synchronous, Synchronous::Full);
+    }
+
+    /// (the `[[auth.cert]]` TTL lines, the key named in the error or None when the file loads)
+    #[test]
+    fn cert_ttls_are_positive_and_ttl_within_max_ttl() {
+        let cases = [
+            ("ttl = \"1h\"\nmax_ttl = \"2h\"", None),
+            ("ttl = \"2h\"\nmax_ttl = \"2h\"", None),
+            ("max_ttl = \"2h\"", None),
+            ("ttl = \"3h\"\nmax_ttl = \"2h\"", Some("auth.cert.ttl")),
+            ("max_ttl = \"0s\"", Some("auth.cert.max_ttl")),
+            ("max_ttl = \"soon\"", Some("auth.cert.max_ttl")),
+        ];
+        for (lines, key) in cases {
+            let text = format!("{GOOD}[[auth.cert]]\nname = \"a\"\nsubject = \"CN=a\"\n{lines}\n");
+            match (load_str(&text), key) {
+                (Ok(c), None) => assert_eq!(c.auth.cert.len(), 1),
+                (Err(e), Some(k)) => assert!(e.contains(k), "{lines}: {e}"),
+                (r, _) => panic!("{lines}: {r:?}"),
+            }
+        }
     }
 
     #[test]

@@ -245,6 +245,7 @@ fn print_dev_banner(
 
 async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
     let address = listen.address;
+    engine.set_cert_roles(listen.cert_identities.iter().map(CertIdentity::token_role));
     let state = web::Data::new(AppState {
         engine,
         max_request_size: listen.max_request_size,

@@ -16,7 +16,9 @@ pub mod seal;
 mod states;
 #[cfg(test)]
 mod tests_admin;
+mod token_roles;
 pub mod tokens;
+pub mod ttl;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -84,6 +86,8 @@ pub struct Engine {
     rewrap: rewrap::RewrapState,
     /// Token entries by hash (invalidated by every token change).
     token_cache: cache::GenCache<Vec<u8>, crate::storage::token_rows::TokenRow>,
+    /// Certificate identities (`[[auth.cert]]`): cert logins and their renewals read them.
+    cert_roles: tokens::CertRoles,
 }
 
 impl Engine {
@@ -114,6 +118,7 @@ impl Engine {
             admin: Arc::new(tokio::sync::Mutex::new(())),
             rewrap: rewrap::RewrapState::default(),
             token_cache: cache::GenCache::default(),
+            cert_roles: Default::default(),
         };
         if initialized {
             if let SealMode::File(key) = &engine.seal_mode {

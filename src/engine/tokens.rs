@@ -2,21 +2,23 @@
 //! identity a token carries. Tokens are stored only as a keyed hash (HMAC-SHA256 under the keyring's
 //! token key); lookups go by that hash and the final comparison is constant-time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::clock::{Nanos, NANOS_PER_SEC};
 use super::error::{EngineError, EngineResult};
+use super::token_roles::{remove_duplicates, resolve_policies, PolicyRequest};
+use super::ttl::{calculate_ttl, TtlTerms};
 use super::Engine;
 use crate::crypto::Keyring;
-use crate::storage::token_rows::{self as rows, Named, TokenRow};
+use crate::storage::token_rows::{self as rows, TokenRow};
 
-/// Vault's system-wide default and maximum TTL (768h), in seconds.
-pub const SYSTEM_MAX_TTL: i64 = 768 * 3600;
+pub use super::token_roles::TokenRole;
+pub use super::ttl::SYSTEM_MAX_TTL;
 
 /// A token as a client holds it. Its `Debug` is redacted and its memory wiped on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -61,6 +63,9 @@ impl std::fmt::Debug for Token {
 pub struct Identity {
     pub token: Token,
     pub entry: TokenRow,
+    /// The token has a use limit (`num_uses`), so it may not create tokens: a child would escape
+    /// the limit (Vault: "restricted use token cannot generate child tokens").
+    pub use_limited: bool,
 }
 
 impl Identity {
@@ -71,7 +76,7 @@ impl Identity {
     /// An identity that is not a stored token: a verified client certificate on an OKMS route. It
     /// has the certificate identity's policies (and `default`), and nothing to look up or revoke.
     pub fn transient(display_name: &str, policies: &[String]) -> Self {
-        let mut p = normalize(policies);
+        let mut p = remove_duplicates(policies);
         p.retain(|x| x != "root");
         if !p.iter().any(|x| x == "default") {
             p.push("default".into());
@@ -80,22 +85,9 @@ impl Identity {
         Self {
             token: Token::new(String::new()),
             entry: bare_row(p, "auth/cert/login", display_name),
+            use_limited: false,
         }
     }
-}
-
-/// A token role (`auth/token/roles/<name>`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct TokenRole {
-    pub allowed_policies: Vec<String>,
-    pub disallowed_policies: Vec<String>,
-    pub orphan: bool,
-    pub renewable: bool,
-    /// Seconds; 0 = not periodic.
-    pub token_period: i64,
-    /// Seconds; 0 = none.
-    pub token_explicit_max_ttl: i64,
-    pub token_type: String,
 }
 
 /// What `auth/token/create` asks for.
@@ -110,24 +102,54 @@ pub struct TokenRequest {
     pub display_name: Option<String>,
     pub meta: Option<BTreeMap<String, String>>,
     pub no_default_policy: bool,
-    /// Create without a parent (`no_parent`, `create-orphan`, or a role with `orphan`).
-    pub orphan: bool,
+    /// `no_parent` (needs root or sudo; ignored with a role, whose `orphan` decides, as in Vault).
+    pub no_parent: bool,
+    /// Asked on `auth/token/create-orphan`, which its own ACL rule governs.
+    pub orphan_endpoint: bool,
     pub role: Option<String>,
+    pub entity_alias: Option<String>,
+    /// The caller is root or holds `sudo` on the create path: what Vault's `isSudo` unlocks
+    /// (any policy but root, `no_parent`, `period`).
+    pub sudo: bool,
+}
+
+/// A certificate identity's token settings (`[[auth.cert]]`), as Vault's cert role holds them
+/// (`token_policies`, `token_ttl`, `token_max_ttl`). Seconds; 0 = not set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CertRole {
+    pub name: String,
+    pub policies: Vec<String>,
+    pub ttl: i64,
+    pub max_ttl: i64,
+}
+
+/// The certificate identities the server was started with, by name.
+pub(super) type CertRoles = std::sync::RwLock<Arc<HashMap<String, CertRole>>>;
+
+/// The token path for a cert login: renewals of these tokens ask the certificate identity.
+const CERT_LOGIN_PATH: &str = "auth/cert/login";
+
+/// Vault's "the lesser of both when both are set" (role and request values of a TTL limit).
+fn lesser_set(a: i64, b: i64) -> i64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (x, y) => x.min(y),
+    }
+}
+
+/// A duration field of a create request: Vault refuses negative values ("ttl must be positive").
+fn non_negative(v: Option<i64>, name: &str) -> EngineResult<i64> {
+    match v {
+        Some(d) if d < 0 => Err(EngineError::invalid(format!("{name} must be positive"))),
+        Some(d) => Ok(d),
+        None => Ok(0),
+    }
 }
 
 fn random_accessor() -> String {
     let mut b = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Go's duration string without zero trailing units, as Vault prints TTLs in warnings ("2h",
-/// "1h30m").
-fn short_duration(secs: i64) -> String {
-    let s = super::duration::go_duration_string(secs);
-    let s = s.strip_suffix("0s").filter(|r| !r.is_empty()).unwrap_or(&s);
-    let s = s.strip_suffix("0m").filter(|r| !r.is_empty()).unwrap_or(s);
-    s.to_string()
 }
 
 fn secs(n: i64) -> i64 {
@@ -154,18 +176,6 @@ fn display_name(given: Option<&str>) -> String {
             format!("token-{clean}")
         }
     }
-}
-
-/// Sorted, deduplicated, lower-cased policy names (Vault keeps policies sorted).
-fn normalize(policies: &[String]) -> Vec<String> {
-    let mut p: Vec<String> = policies
-        .iter()
-        .map(|s| s.trim().to_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    p.sort();
-    p.dedup();
-    p
 }
 
 /// An orphan, non-expiring, non-renewable entry with these policies: the base of the root token and
@@ -278,7 +288,8 @@ impl Engine {
             return Err(EngineError::PermissionDenied);
         }
         let mut entry = self.find_token(&TokenRef::Token(token))?;
-        if entry.num_uses > 0 {
+        let use_limited = entry.num_uses > 0;
+        if use_limited {
             let hash = entry.hash.clone();
             entry.num_uses = self
                 .store
@@ -302,6 +313,7 @@ impl Engine {
         Ok(Identity {
             token: Token::new(token.to_string()),
             entry,
+            use_limited,
         })
     }
 
@@ -310,15 +322,21 @@ impl Engine {
         self.find_token(&r)
     }
 
-    /// Creates a token as a child of `parent` (or an orphan). Non-root parents can only hand out
-    /// policies they hold; a child never outlives a parent that expires.
+    /// Creates a token as a child of `parent` (or an orphan) by Vault's rules (`handleCreateCommon`):
+    /// the policies a role or the caller may hand out, `period` and `no_parent` only with sudo, TTLs
+    /// capped by the explicit and system maximums. Returns Vault's warnings with the token.
     pub async fn create_token(
         &self,
         parent: &Identity,
         req: TokenRequest,
-    ) -> EngineResult<(Token, TokenRow)> {
+    ) -> EngineResult<(Token, TokenRow, Vec<String>)> {
         let keyring = self.keyring()?;
         let now = self.clock.now();
+        if parent.use_limited {
+            return Err(EngineError::invalid(
+                "restricted use token cannot generate child tokens",
+            ));
+        }
         let role = match &req.role {
             Some(name) => Some(
                 self.token_role(name)?
@@ -326,87 +344,107 @@ impl Engine {
             ),
             None => None,
         };
-        let parent_is_root = parent.is_root();
-        let mut policies = match &req.policies {
-            Some(p) => normalize(p),
-            None => match &role {
-                Some(r) if !r.allowed_policies.is_empty() => normalize(&r.allowed_policies),
-                _ => normalize(&parent.entry.policies),
-            },
+        if req.num_uses < 0 {
+            return Err(EngineError::invalid("number of uses cannot be negative"));
+        }
+        // kvseal has no identity store: no role allows an entity alias (refused at role write).
+        if req.entity_alias.as_deref().is_some_and(|a| !a.is_empty()) {
+            return Err(EngineError::invalid(if role.is_some() {
+                "invalid 'entity_alias' value"
+            } else {
+                "'entity_alias' is only allowed in combination with token role"
+            }));
+        }
+        let mut renewable = req.renewable.unwrap_or(true);
+        let mut num_uses = req.num_uses;
+        let mut path = match (&req.role, req.orphan_endpoint) {
+            (Some(r), _) => format!("auth/token/create/{r}"),
+            (None, true) => "auth/token/create-orphan".into(),
+            (None, false) => "auth/token/create".into(),
         };
         if let Some(r) = &role {
-            let allowed = normalize(&r.allowed_policies);
-            if !allowed.is_empty() {
-                if let Some(p) = policies
-                    .iter()
-                    .find(|p| *p != "default" && !allowed.contains(p))
-                {
-                    return Err(EngineError::invalid(format!(
-                        "token policies ({p}) must be subset of the role's allowed policies"
-                    )));
+            renewable &= r.renewable;
+            // 0 is unlimited, so any role limit is lower than none.
+            if r.token_num_uses > 0 && (num_uses == 0 || r.token_num_uses < num_uses) {
+                num_uses = r.token_num_uses;
+            }
+            if !r.path_suffix.is_empty() {
+                path = format!("{path}/{}", r.path_suffix);
+            }
+        }
+        let policies = resolve_policies(&PolicyRequest {
+            parent: &parent.entry.policies,
+            role: role.as_ref(),
+            requested: req.policies.as_deref().unwrap_or_default(),
+            no_default_policy: req.no_default_policy,
+            sudo: req.sudo,
+        })?;
+        let orphan = match &role {
+            Some(r) => r.orphan,
+            None if req.no_parent => {
+                if !req.sudo {
+                    return Err(EngineError::invalid(
+                        "root or sudo privileges required to create orphan token",
+                    ));
+                }
+                true
+            }
+            None => req.orphan_endpoint,
+        };
+        // The token keeps the explicit maximum and period it was asked for (what lookup shows);
+        // a role's are merged in here and again, from the role as it is then, at each renewal.
+        let explicit_max_ttl = non_negative(req.explicit_max_ttl, "explicit_max_ttl")?;
+        let period = non_negative(req.period, "period")?;
+        if period > 0 && !req.sudo {
+            return Err(EngineError::invalid(
+                "root or sudo privileges required to create periodic token",
+            ));
+        }
+        let requested_ttl = non_negative(req.ttl, "ttl")?;
+        let mut warnings = Vec::new();
+        let (mut explicit_to_use, mut period_to_use) = (explicit_max_ttl, period);
+        if let Some(r) = &role {
+            if r.token_explicit_max_ttl != 0 {
+                explicit_to_use = lesser_set(explicit_to_use, r.token_explicit_max_ttl);
+                if explicit_max_ttl != 0 {
+                    warnings.push(format!("Explicit max TTL specified both during creation call and in role; using the lesser value of {explicit_to_use} seconds"));
                 }
             }
-            let disallowed = normalize(&r.disallowed_policies);
-            if let Some(p) = policies.iter().find(|p| disallowed.contains(p)) {
-                return Err(EngineError::invalid(format!(
-                    "token policy ({p}) is disallowed by this role"
-                )));
-            }
-        } else if !parent_is_root {
-            if let Some(p) = policies
-                .iter()
-                .find(|p| *p != "default" && !parent.entry.policies.contains(p))
-            {
-                return Err(EngineError::invalid(format!(
-                    "child policies must be subset of parent: {p} is not"
-                )));
+            if r.token_period != 0 {
+                period_to_use = lesser_set(period_to_use, r.token_period);
+                if period != 0 {
+                    warnings.push(format!("Period specified both during creation call and in role; using the lesser value of {period_to_use} seconds"));
+                }
             }
         }
         let is_root_token = policies.iter().any(|p| p == "root");
-        if is_root_token && !parent_is_root {
-            return Err(EngineError::invalid(
-                "root tokens may only be created by a root token",
-            ));
+        let mut ttl = requested_ttl;
+        // Only a root token asked for without any TTL is left without expiry.
+        if period_to_use > 0 || ttl > 0 || !is_root_token {
+            let start = now / NANOS_PER_SEC;
+            let terms = TtlTerms {
+                ttl,
+                max_ttl: 0,
+                period: period_to_use,
+                explicit_max_ttl: explicit_to_use,
+            };
+            let (t, w) = calculate_ttl(0, terms, start, start)?;
+            ttl = t;
+            warnings.extend(w);
         }
-        if !req.no_default_policy && !is_root_token && !policies.iter().any(|p| p == "default") {
-            policies.push("default".into());
-            policies.sort();
+        if ttl == 0 && explicit_to_use > 0 {
+            ttl = explicit_to_use;
         }
-        let orphan = req.orphan || role.as_ref().is_some_and(|r| r.orphan);
-        let period = role
-            .as_ref()
-            .map(|r| r.token_period)
-            .filter(|p| *p > 0)
-            .or(req.period)
-            .unwrap_or(0)
-            .max(0);
-        let explicit_max = match (
-            req.explicit_max_ttl.unwrap_or(0).max(0),
-            role.as_ref().map_or(0, |r| r.token_explicit_max_ttl),
-        ) {
-            (0, r) => r,
-            (q, 0) => q,
-            (q, r) => q.min(r),
-        };
-        let renewable = req.renewable.unwrap_or(true) && role.as_ref().is_none_or(|r| r.renewable);
-        // TTL: a periodic token lives one period; otherwise the requested TTL or the system default.
-        // Only a root token created by root may have no expiry at all.
-        let mut ttl = if period > 0 {
-            period
-        } else {
-            match req.ttl.unwrap_or(0) {
-                t if t > 0 => t,
-                _ if is_root_token && explicit_max == 0 => 0,
-                _ => SYSTEM_MAX_TTL,
+        if ttl == 0 {
+            if parent.entry.expire.is_some() {
+                return Err(EngineError::invalid(
+                    "expiring root tokens cannot create non-expiring root tokens",
+                ));
             }
-        };
-        if explicit_max > 0 && (ttl == 0 || ttl > explicit_max) {
-            ttl = explicit_max;
-        }
-        if ttl > SYSTEM_MAX_TTL {
-            ttl = SYSTEM_MAX_TTL;
+            renewable = false;
         }
         let mut expire = (ttl > 0).then(|| now + secs(ttl));
+        // kvseal also never lets a child outlive an expiring parent (it would die with it anyway).
         if !orphan {
             if let Some(pe) = parent.entry.expire {
                 if expire.is_none_or(|e| e > pe) {
@@ -415,11 +453,11 @@ impl Engine {
                 }
             }
         }
-        let path = match (&req.role, req.orphan) {
-            (Some(r), _) => format!("auth/token/create/{r}"),
-            (None, true) => "auth/token/create-orphan".into(),
-            (None, false) => "auth/token/create".into(),
-        };
+        for p in policies.iter().filter(|p| *p != "root") {
+            if self.policy_text(p)?.is_none() {
+                warnings.push(format!("Policy {p:?} does not exist"));
+            }
+        }
         let token = Token::generate();
         let row = TokenRow {
             hash: keyring.token_hash(token.expose()),
@@ -432,10 +470,10 @@ impl Engine {
             creation: now,
             creation_ttl: ttl,
             expire,
-            explicit_max_ttl: explicit_max,
+            explicit_max_ttl,
             period,
-            renewable: renewable && ttl > 0,
-            num_uses: req.num_uses.max(0),
+            renewable,
+            num_uses,
             orphan,
             role: req.role.clone(),
             last_renewal: None,
@@ -444,77 +482,151 @@ impl Engine {
         self.store
             .write(move |c| rows::insert_token(c, &stored))
             .await?;
-        Ok((token, row))
+        Ok((token, row, warnings))
     }
 
-    /// Renews a token: a periodic token gets a new period; others `increment` seconds (default: the
-    /// original TTL), never beyond the explicit maximum or the system maximum from creation.
+    /// What bounds a renewal of this token: the method that issued it decides, as the expiration
+    /// manager asks Vault's auth backend. A cert token follows its certificate identity as
+    /// configured now; a role token its role as it is now; any other token its own limits.
+    fn renew_terms(&self, row: &TokenRow) -> EngineResult<TtlTerms> {
+        if row.path == CERT_LOGIN_PATH {
+            let name = row
+                .meta
+                .as_ref()
+                .and_then(|m| m.get("cert_name"))
+                .cloned()
+                .unwrap_or_default();
+            let cert = self.cert_role(&name).ok_or_else(|| {
+                EngineError::invalid(format!(
+                    "certificate identity {name:?} no longer exists, not renewing"
+                ))
+            })?;
+            // Vault's cert backend refuses when the identity's policies changed since login
+            // (`policyutil.EquivalentPolicies`: `default` aside).
+            let without_default = |p: &[String]| {
+                let mut v = remove_duplicates(p);
+                v.retain(|x| x != "default" && x != "root");
+                v
+            };
+            if without_default(&cert.policies) != without_default(&row.policies) {
+                return Err(EngineError::invalid("policies have changed, not renewing"));
+            }
+            return Ok(TtlTerms {
+                ttl: cert.ttl,
+                max_ttl: cert.max_ttl,
+                period: 0,
+                explicit_max_ttl: row.explicit_max_ttl,
+            });
+        }
+        if let Some(name) = &row.role {
+            let role = self.token_role(name)?.ok_or_else(|| {
+                EngineError::invalid(format!(
+                    "original token role {name:?} could not be found, not renewing"
+                ))
+            })?;
+            // Vault takes the role's period and explicit maximum; kvseal keeps the token's own
+            // explicit maximum too (the lesser applies), so no renewal passes what creation set.
+            return Ok(TtlTerms {
+                ttl: row.creation_ttl,
+                max_ttl: 0,
+                period: role.token_period,
+                explicit_max_ttl: lesser_set(row.explicit_max_ttl, role.token_explicit_max_ttl),
+            });
+        }
+        Ok(TtlTerms {
+            ttl: row.creation_ttl,
+            max_ttl: 0,
+            period: row.period,
+            explicit_max_ttl: row.explicit_max_ttl,
+        })
+    }
+
+    /// Renews a token as Vault's expiration manager does (`RenewToken` + `CalculateTTL`): a periodic
+    /// token gets a new period; others `increment` seconds (default: the method's TTL), never past
+    /// the method's maximum, the explicit maximum or the system maximum from issue time.
     pub async fn renew_token(
         &self,
         r: TokenRef<'_>,
         increment: Option<i64>,
-    ) -> EngineResult<(TokenRow, Option<String>)> {
+    ) -> EngineResult<(TokenRow, Vec<String>)> {
         let row = self.find_token(&r)?;
         if !row.renewable || row.expire.is_none() {
             return Err(EngineError::invalid("token is not renewable"));
         }
+        let terms = self.renew_terms(&row)?;
         let now = self.clock.now();
-        let ttl = if row.period > 0 {
-            row.period
-        } else {
-            increment.filter(|i| *i > 0).unwrap_or(row.creation_ttl)
-        };
-        let mut limit = row.creation + secs(SYSTEM_MAX_TTL);
-        if row.explicit_max_ttl > 0 {
-            limit = limit.min(row.creation + secs(row.explicit_max_ttl));
-        }
-        let mut expire = now + secs(ttl);
-        let mut warning = None;
-        if expire > limit {
-            let max_left = ((limit - now) / NANOS_PER_SEC).max(0);
-            // Vault's words, which scripts grep for.
-            warning = Some(format!(
-                "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
-                short_duration(ttl),
-                short_duration(max_left)
-            ));
-            expire = limit;
-        }
+        let (ttl, warnings) = calculate_ttl(
+            increment.unwrap_or(0).max(0),
+            terms,
+            row.creation / NANOS_PER_SEC,
+            now / NANOS_PER_SEC,
+        )?;
+        let expire = now + secs(ttl);
         let hash = row.hash.clone();
         self.store
             .write(move |c| rows::set_expiry(c, &hash, Some(expire), now))
             .await?;
         self.token_cache.invalidate();
-        Ok((self.find_token(&r)?, warning))
+        Ok((self.find_token(&r)?, warnings))
     }
 
-    /// Issues an orphan token for an auth method (`auth/cert/login`): the method has already proven who
-    /// the caller is, so there is no parent to check against. `root` is never granted this way.
-    pub async fn issue_token(
+    /// The certificate identities the server serves (`[[auth.cert]]`), replacing any before.
+    pub fn set_cert_roles(&self, roles: impl IntoIterator<Item = CertRole>) {
+        let map = roles.into_iter().map(|r| (r.name.clone(), r)).collect();
+        *self.cert_roles.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+    }
+
+    fn cert_role(&self, name: &str) -> Option<CertRole> {
+        self.cert_roles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Issues an orphan token for `auth/cert/login`: the certificate has already proven who the
+    /// caller is, so there is no parent to check against. `root` is never granted this way. The
+    /// TTL is the identity's `ttl` (default 768h) capped by its `max_ttl`, as Vault's login does.
+    pub async fn issue_cert_token(
         &self,
-        display_name: &str,
-        policies: &[String],
-        ttl: i64,
-        path: &str,
-    ) -> EngineResult<(Token, TokenRow)> {
+        cert_name: &str,
+    ) -> EngineResult<(Token, TokenRow, Vec<String>)> {
         let keyring = self.keyring()?;
+        let cert = self.cert_role(cert_name).ok_or_else(|| {
+            EngineError::invalid(format!(
+                "certificate identity {cert_name:?} is not configured"
+            ))
+        })?;
         let now = self.clock.now();
-        let mut identity = Identity::transient(display_name, policies);
-        let ttl = ttl.clamp(1, SYSTEM_MAX_TTL);
+        let start = now / NANOS_PER_SEC;
+        let terms = TtlTerms {
+            ttl: cert.ttl,
+            max_ttl: cert.max_ttl,
+            period: 0,
+            explicit_max_ttl: 0,
+        };
+        let (ttl, warnings) = calculate_ttl(0, terms, start, start)?;
+        let mut identity = Identity::transient(&format!("cert-{}", cert.name), &cert.policies);
         let token = Token::generate();
-        identity.entry.hash = keyring.token_hash(token.expose());
-        identity.entry.accessor = random_accessor();
-        identity.entry.path = path.to_string();
-        identity.entry.creation = now;
-        identity.entry.creation_ttl = ttl;
-        identity.entry.expire = Some(now + secs(ttl));
-        identity.entry.renewable = true;
-        let row = identity.entry.clone();
+        let entry = &mut identity.entry;
+        entry.hash = keyring.token_hash(token.expose());
+        entry.accessor = random_accessor();
+        entry.path = CERT_LOGIN_PATH.to_string();
+        // Vault keeps the identity's name on the token: renewals look the identity up by it.
+        entry.meta = Some(BTreeMap::from([(
+            "cert_name".to_string(),
+            cert.name.clone(),
+        )]));
+        entry.creation = now;
+        entry.creation_ttl = ttl;
+        entry.expire = Some(now + secs(ttl));
+        entry.renewable = true;
+        let row = entry.clone();
         let stored = row.clone();
         self.store
             .write(move |c| rows::insert_token(c, &stored))
             .await?;
-        Ok((token, row))
+        Ok((token, row, warnings))
     }
 
     /// Revokes a token and, unless `keep_children`, every token descended from it.
@@ -543,42 +655,6 @@ impl Engine {
         self.keyring()?;
         self.store.read(rows::list_accessors)
     }
-
-    pub fn token_role(&self, name: &str) -> EngineResult<Option<TokenRole>> {
-        let text = self
-            .store
-            .read(|c| rows::get_named(c, Named::TokenRoles, name))?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
-    }
-
-    pub async fn put_token_role(&self, name: &str, role: &TokenRole) -> EngineResult<()> {
-        self.keyring()?;
-        let (name, text) = (
-            name.to_string(),
-            serde_json::to_string(role).map_err(|e| EngineError::Storage(e.to_string()))?,
-        );
-        self.store
-            .write(move |c| rows::put_named(c, Named::TokenRoles, &name, &text))
-            .await
-    }
-
-    pub async fn delete_token_role(&self, name: &str) -> EngineResult<()> {
-        self.keyring()?;
-        let name = name.to_string();
-        self.store
-            .write(move |c| rows::delete_named(c, Named::TokenRoles, &name))
-            .await
-    }
-
-    pub fn token_role_names(&self) -> EngineResult<Vec<String>> {
-        self.keyring()?;
-        Ok(self
-            .store
-            .read(|c| rows::list_named(c, Named::TokenRoles))?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect())
-    }
 }
 
 #[cfg(test)]
@@ -590,7 +666,7 @@ mod tests {
         assert_eq!(display_name(None), "token");
         assert_eq!(display_name(Some("My App!")), "token-my-app-");
         assert_eq!(
-            normalize(&["b".into(), "A".into(), "b".into(), " ".into()]),
+            remove_duplicates(&["b".into(), "A".into(), "b".into(), " ".into()]),
             ["a", "b"]
         );
         let t = Token::generate();

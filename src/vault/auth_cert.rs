@@ -1,5 +1,6 @@
 //! `auth/cert/login`: a verified client certificate that matches an `[[auth.cert]]` identity gets a
-//! token with that identity's policies (so `vault login -method=cert` works).
+//! token with that identity's policies (so `vault login -method=cert` works), for the identity's `ttl`
+//! within its `max_ttl` (the engine applies both, at login and at every renewal).
 
 use serde_json::json;
 
@@ -8,8 +9,6 @@ use super::error::{VaultError, VaultResult};
 use super::request::{Op, VaultRequest};
 use super::response::Reply;
 use crate::app::AppState;
-use crate::engine::duration::parse_go_duration;
-use crate::engine::tokens::SYSTEM_MAX_TTL;
 
 pub async fn login(
     state: &AppState,
@@ -28,21 +27,8 @@ pub async fn login(
     let (_, cert) = state
         .cert_identity(http, name.as_deref())
         .ok_or_else(|| VaultError::bad("invalid certificate or no client certificate supplied"))?;
-    let ttl = cert
-        .ttl
-        .as_deref()
-        .and_then(parse_go_duration)
-        .unwrap_or(SYSTEM_MAX_TTL);
-    let (token, row) = state
-        .engine
-        .issue_token(
-            &format!("cert-{}", cert.name),
-            &cert.policies,
-            ttl,
-            "auth/cert/login",
-        )
-        .await?;
-    Ok(Reply::Auth(json!({
+    let (token, row, warnings) = state.engine.issue_cert_token(&cert.name).await?;
+    let auth = json!({
         "client_token": token.expose(),
         "accessor": row.accessor,
         "policies": row.policies,
@@ -55,5 +41,10 @@ pub async fn login(
         "orphan": true,
         "mfa_requirement": null,
         "num_uses": 0,
-    })))
+    });
+    Ok(if warnings.is_empty() {
+        Reply::Auth(auth)
+    } else {
+        Reply::AuthWarn(auth, warnings)
+    })
 }

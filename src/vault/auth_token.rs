@@ -11,9 +11,13 @@ use super::request::Op;
 use super::response::Reply;
 use super::Ctx;
 use crate::engine::clock::{rfc3339_nano, NANOS_PER_SEC};
-use crate::engine::tokens::{TokenRef, TokenRequest, TokenRole};
+use crate::engine::tokens::{TokenRef, TokenRequest};
 use crate::engine::Identity;
 use crate::storage::token_rows::TokenRow;
+
+mod roles;
+#[cfg(test)]
+mod tests;
 
 pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
     let rest = rest.trim_end_matches('/');
@@ -22,10 +26,10 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
     let engine = ctx.engine;
     let body = &ctx.req.body;
     match (rest, op) {
-        ("create", Op::Update) => create(ctx, me, None, false).await,
-        ("create-orphan", Op::Update) => create(ctx, me, None, true).await,
+        ("create", Op::Update) => create(ctx, me, rest, None, false).await,
+        ("create-orphan", Op::Update) => create(ctx, me, rest, None, true).await,
         (r, Op::Update) if r.starts_with("create/") => {
-            create(ctx, me, Some(r["create/".len()..].to_string()), false).await
+            create(ctx, me, rest, Some(r["create/".len()..].to_string()), false).await
         }
         ("lookup-self", Op::Read | Op::Update) => Ok(Reply::Data(lookup_data(
             &me.entry,
@@ -98,7 +102,7 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
         }
         ("accessors", Op::List) => keys(engine.token_accessors()?),
         ("roles", Op::List) => keys(engine.token_role_names()?),
-        (r, _) if r.starts_with("roles/") => role(ctx, &r["roles/".len()..]).await,
+        (r, _) if r.starts_with("roles/") => roles::route(ctx, &r["roles/".len()..]).await,
         _ => Err(VaultError::NoHandler(format!("auth/token/{rest}"))),
     }
 }
@@ -122,10 +126,11 @@ fn bad_accessor(e: crate::engine::error::EngineError) -> VaultError {
     }
 }
 
-fn renewed(auth: Value, warning: Option<String>) -> Reply {
-    match warning {
-        Some(w) => Reply::AuthWarn(auth, vec![w]),
-        None => Reply::Auth(auth),
+fn renewed(auth: Value, warnings: Vec<String>) -> Reply {
+    if warnings.is_empty() {
+        Reply::Auth(auth)
+    } else {
+        Reply::AuthWarn(auth, warnings)
     }
 }
 
@@ -171,6 +176,7 @@ fn string_list(v: &Value, name: &str) -> VaultResult<Vec<String>> {
 async fn create(
     ctx: &Ctx<'_>,
     me: &Identity,
+    path: &str,
     role: Option<String>,
     orphan_endpoint: bool,
 ) -> VaultResult<Reply> {
@@ -189,57 +195,40 @@ async fn create(
             "choosing the token value (id) is not supported",
         ));
     }
-    let no_parent = get("no_parent")
-        .map(|v| decode::bool_(v, "no_parent"))
-        .transpose()?
-        .unwrap_or(false);
-    // Vault: only root (or sudo on the create path) may create an orphan through `no_parent`.
-    if no_parent && !me.is_root() && !ctx.has_sudo("auth/token/create") {
-        return Err(VaultError::bad(
-            "root or sudo privileges required to create orphan token",
-        ));
-    }
     let meta: Option<BTreeMap<String, String>> = get("meta")
         .map(|v| decode::string_map(v, "meta"))
         .transpose()?;
+    let string = |k: &str| get(k).map(|v| decode::string(v, k)).transpose();
+    let dur = |k: &str| get(k).map(|v| decode::duration(v, k)).transpose();
+    let flag = |k: &str| get(k).map(|v| decode::bool_(v, k)).transpose();
     let req = TokenRequest {
         policies: get("policies")
             .map(|v| string_list(v, "policies"))
             .transpose()?,
-        ttl: get("ttl").map(|v| decode::duration(v, "ttl")).transpose()?,
-        explicit_max_ttl: get("explicit_max_ttl")
-            .map(|v| decode::duration(v, "explicit_max_ttl"))
-            .transpose()?,
-        period: get("period")
-            .map(|v| decode::duration(v, "period"))
-            .transpose()?,
-        renewable: get("renewable")
-            .map(|v| decode::bool_(v, "renewable"))
-            .transpose()?,
+        ttl: dur("ttl")?,
+        explicit_max_ttl: dur("explicit_max_ttl")?,
+        period: dur("period")?,
+        renewable: flag("renewable")?,
         num_uses: get("num_uses")
             .map(|v| decode::int(v, "num_uses"))
             .transpose()?
             .unwrap_or(0),
-        display_name: get("display_name")
-            .map(|v| decode::string(v, "display_name"))
-            .transpose()?,
+        display_name: string("display_name")?,
         meta,
-        no_default_policy: get("no_default_policy")
-            .map(|v| decode::bool_(v, "no_default_policy"))
-            .transpose()?
-            .unwrap_or(false),
-        orphan: no_parent || orphan_endpoint,
+        no_default_policy: flag("no_default_policy")?.unwrap_or(false),
+        no_parent: flag("no_parent")?.unwrap_or(false),
+        orphan_endpoint,
         role,
+        entity_alias: string("entity_alias")?,
+        // Vault's isSudo: root, or sudo on the path being called (`auth/token/create/<role>` for a
+        // role, so a sudo grant on `create` alone does not cover roles).
+        sudo: me.is_root() || ctx.has_sudo(&format!("auth/token/{path}")),
     };
-    if req.num_uses < 0 {
-        return Err(VaultError::bad("number of uses cannot be negative"));
-    }
-    let (token, row) = ctx.engine.create_token(me, req).await?;
-    Ok(Reply::Auth(auth_block(
-        &row,
-        token.expose(),
-        ctx.engine.clock().now(),
-    )))
+    let (token, row, warnings) = ctx.engine.create_token(me, req).await?;
+    Ok(renewed(
+        auth_block(&row, token.expose(), ctx.engine.clock().now()),
+        warnings,
+    ))
 }
 
 /// The `auth` block of a create or renew. vaultrs' `AuthInfo` needs every field here but `metadata`.
@@ -305,71 +294,4 @@ fn lookup_data(row: &TokenRow, token: Option<&str>, now: i64) -> Value {
         d["role"] = json!(r);
     }
     d
-}
-
-async fn role(ctx: &Ctx<'_>, name: &str) -> VaultResult<Reply> {
-    if name.is_empty() || name.contains('/') {
-        return Err(VaultError::bad("invalid role name"));
-    }
-    let engine = ctx.engine;
-    match ctx.req.op {
-        Op::Read => {
-            let r = engine.token_role(name)?.ok_or(VaultError::NotFound)?;
-            Ok(Reply::Data(json!({
-                "allowed_policies": r.allowed_policies,
-                "disallowed_policies": r.disallowed_policies,
-                "explicit_max_ttl": r.token_explicit_max_ttl,
-                "name": name,
-                "orphan": r.orphan,
-                "path_suffix": "",
-                "period": r.token_period,
-                "renewable": r.renewable,
-                "token_explicit_max_ttl": r.token_explicit_max_ttl,
-                "token_period": r.token_period,
-                "token_type": "service",
-            })))
-        }
-        Op::Update => {
-            let b = &ctx.req.body;
-            let mut r = engine.token_role(name)?.unwrap_or(TokenRole {
-                renewable: true,
-                token_type: "service".into(),
-                ..Default::default()
-            });
-            let get = |k: &str| b.get(k).filter(|v| !v.is_null());
-            if let Some(v) = get("allowed_policies") {
-                r.allowed_policies = string_list(v, "allowed_policies")?;
-            }
-            if let Some(v) = get("disallowed_policies") {
-                r.disallowed_policies = string_list(v, "disallowed_policies")?;
-            }
-            if let Some(v) = get("orphan") {
-                r.orphan = decode::bool_(v, "orphan")?;
-            }
-            if let Some(v) = get("renewable") {
-                r.renewable = decode::bool_(v, "renewable")?;
-            }
-            if let Some(v) = get("token_period").or_else(|| get("period")) {
-                r.token_period = decode::duration(v, "token_period")?.max(0);
-            }
-            if let Some(v) = get("token_explicit_max_ttl").or_else(|| get("explicit_max_ttl")) {
-                r.token_explicit_max_ttl = decode::duration(v, "token_explicit_max_ttl")?.max(0);
-            }
-            if let Some(v) = get("token_type") {
-                let t = decode::string(v, "token_type")?;
-                if !t.is_empty() && t != "service" && t != "default" && t != "default-service" {
-                    return Err(VaultError::bad(format!(
-                        "token type {t:?} is not supported: kvseal issues service tokens only"
-                    )));
-                }
-            }
-            engine.put_token_role(name, &r).await?;
-            Ok(Reply::NoContent)
-        }
-        Op::Delete => {
-            engine.delete_token_role(name).await?;
-            Ok(Reply::NoContent)
-        }
-        _ => Err(VaultError::UnsupportedOperation),
-    }
 }

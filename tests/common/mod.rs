@@ -10,6 +10,8 @@
 //!   reqwest wrapper that returns status + parsed JSON.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -78,6 +80,16 @@ enum Mode {
     External,
 }
 
+/// A config-mode server over TLS: `listener` lines go in `[listener]` (certificate files, client
+/// CA), `tables` after the rest (`[[auth.cert]]`, ...). `client` trusts the server's CA and is used
+/// for readiness and `init`.
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub listener: String,
+    pub tables: String,
+    pub client: reqwest::blocking::Client,
+}
+
 /// A kvseal server under test (or an external reference server).
 pub struct Server {
     /// Base address, e.g. `http://127.0.0.1:41234`.
@@ -94,6 +106,8 @@ pub struct Server {
     spawn_count: usize,
     /// More arguments for `kvseal server` (e.g. `--dev-okms-id=…`).
     extra_args: Vec<String>,
+    /// Set for [`Server::config_mode_tls`].
+    tls: Option<TlsConfig>,
 }
 
 impl Server {
@@ -125,6 +139,7 @@ impl Server {
             dir: PathBuf::new(),
             spawn_count: 0,
             extra_args: Vec::new(),
+            tls: None,
         })
     }
 
@@ -156,6 +171,7 @@ impl Server {
             dir,
             spawn_count: 0,
             extra_args: extra.iter().map(|a| a.to_string()).collect(),
+            tls: None,
         };
         s.spawn();
         s.wait_ready(&[200]);
@@ -183,10 +199,52 @@ impl Server {
             dir,
             spawn_count: 0,
             extra_args: Vec::new(),
+            tls: None,
         };
         s.spawn();
         s.wait_ready(&[501, 200]);
         s
+    }
+
+    /// Like [`Server::config_mode`], over TLS with the settings in `tls` (the temp dir is `dir`, so
+    /// certificates made there before live as long as the server).
+    pub fn config_mode_tls(tmp: TempDir, tls: TlsConfig) -> Server {
+        let dir = tmp.path().to_path_buf();
+        for sub in ["logs", "storage", "keys"] {
+            fs::create_dir_all(dir.join(sub)).expect("mkdir");
+        }
+        let mut s = Server {
+            addr: String::new(),
+            host_port: String::new(),
+            token: String::new(),
+            mode: Mode::Config,
+            child: None,
+            tmp: Some(tmp),
+            dir,
+            spawn_count: 0,
+            tls: Some(tls),
+            extra_args: Vec::new(),
+        };
+        s.spawn();
+        s.wait_ready(&[501, 200]);
+        s
+    }
+
+    /// Replaces the extra tables of a TLS config (takes effect at the next restart).
+    pub fn set_config_tables(&mut self, tables: &str) {
+        let tls = self
+            .tls
+            .as_mut()
+            .expect("set_config_tables needs config_mode_tls");
+        tls.tables = tables.to_string();
+    }
+
+    /// The client the helpers use: the TLS one for [`Server::config_mode_tls`], else plain.
+    fn probe_client(&self) -> reqwest::blocking::Client {
+        match &self.tls {
+            Some(t) => t.client.clone(),
+            None => reqwest::blocking::Client::new(),
+        }
     }
 
     pub fn storage_dir(&self) -> PathBuf {
@@ -206,10 +264,14 @@ impl Server {
     }
 
     fn write_config(&self, port: u16) {
+        let (listener, tables) = match &self.tls {
+            Some(t) => (t.listener.as_str(), t.tables.as_str()),
+            None => ("tls_disable = true", ""),
+        };
         let cfg = format!(
-            "[listener]\naddress = \"127.0.0.1:{port}\"\ntls_disable = true\n\n\
+            "[listener]\naddress = \"127.0.0.1:{port}\"\n{listener}\n\n\
              [storage]\npath = \"{}\"\n\n\
-             [seal]\ntype = \"file\"\nkey_file = \"{}\"\n",
+             [seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n{tables}\n",
             self.storage_dir().display(),
             self.key_file().display()
         );
@@ -220,7 +282,8 @@ impl Server {
         assert!(self.child.is_none(), "server already running");
         let port = free_port();
         self.host_port = format!("127.0.0.1:{port}");
-        self.addr = format!("http://{}", self.host_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        self.addr = format!("{scheme}://{}", self.host_port);
         self.spawn_count += 1;
         let n = self.spawn_count;
         let out = fs::File::create(self.log_dir().join(format!("stdout.{n}.log"))).expect("log");
@@ -264,7 +327,16 @@ impl Server {
                     );
                 }
             }
-            last = raw_get_status(&self.host_port, "/v1/sys/health").or(last);
+            let status = match &self.tls {
+                Some(t) => t
+                    .client
+                    .get(format!("{}/v1/sys/health", self.addr))
+                    .send()
+                    .ok()
+                    .map(|r| r.status().as_u16()),
+                None => raw_get_status(&self.host_port, "/v1/sys/health"),
+            };
+            last = status.or(last);
             if let Some(code) = last {
                 if accept.contains(&code) {
                     return;
@@ -287,7 +359,7 @@ impl Server {
     /// `PUT /v1/sys/init {"secret_shares":1,"secret_threshold":1}`; stores and
     /// returns the root token. Waits until health is 200 afterwards.
     pub fn init(&mut self) -> String {
-        let http = reqwest::blocking::Client::new();
+        let http = self.probe_client();
         let resp = http
             .put(format!("{}/v1/sys/init", self.addr))
             .json(&serde_json::json!({"secret_shares": 1, "secret_threshold": 1}))
@@ -362,7 +434,10 @@ impl Server {
 
     /// Blocking HTTP helper bound to this server and its token.
     pub fn http(&self) -> Http {
-        Http::new(&self.addr, &self.token)
+        match &self.tls {
+            Some(t) => Http::with_client(t.client.clone(), &self.addr, &self.token),
+            None => Http::new(&self.addr, &self.token),
+        }
     }
 }
 
@@ -445,6 +520,15 @@ impl Http {
             .pool_max_idle_per_host(4)
             .build()
             .expect("reqwest client");
+        Http {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    /// With a given client (TLS roots, a client certificate).
+    pub fn with_client(client: reqwest::blocking::Client, base: &str, token: &str) -> Http {
         Http {
             client,
             base: base.trim_end_matches('/').to_string(),
