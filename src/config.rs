@@ -37,7 +37,9 @@ pub struct Auth {
 #[serde(deny_unknown_fields)]
 pub struct CertIdentity {
     pub name: String,
-    /// Attributes the subject must hold, e.g. `"CN=app1"` or `"CN=app1,O=acme"`.
+    /// The whole subject, as an RFC 4514 string (most specific RDN first, as
+    /// `openssl x509 -noout -subject -nameopt RFC2253` prints it): `"CN=app1"` matches a certificate
+    /// whose subject is exactly CN=app1, `"CN=app1,O=acme"` one made with `-subj /O=acme/CN=app1`.
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]
@@ -295,6 +297,10 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(s) = &c.subject {
+                crate::tls::parse_dn(s)
+                    .map_err(|e| ("auth.cert.subject", format!("{:?}: {s:?}: {e}", c.name)))?;
+            }
             if let Some(t) = &c.ttl {
                 if crate::engine::duration::parse_go_duration(t).is_none_or(|s| s <= 0) {
                     return Err(("auth.cert.ttl", format!("{t:?} is not a positive duration")));
@@ -417,6 +423,11 @@ mod tests {
         assert!(e.contains("seal.key_file"), "{e}");
         let e = load_str(&GOOD.replace("\"file\"", "\"hsm\"")).unwrap_err();
         assert!(e.contains("hsm"), "{e}");
+        let e = load_str(&format!(
+            "{GOOD}[[auth.cert]]\nname = \"a\"\nsubject = \"XX=app1\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("auth.cert.subject") && e.contains("XX"), "{e}");
         let ok = load_str(&GOOD.replace(
             "type = \"file\"\nkey_file = \"/tmp/x/k\"",
             "type = \"shamir\"",

@@ -281,8 +281,11 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
         if let Some(tls) = conn.downcast_ref::<Tls>() {
             let ssl = tls.ssl();
             if ssl.verify_result() == openssl::x509::X509VerifyResult::OK {
-                if let Some(cert) = ssl.peer_certificate() {
-                    ext.insert(PeerCertificate::from_x509(&cert));
+                if let Some(peer) = ssl
+                    .peer_certificate()
+                    .and_then(|c| PeerCertificate::from_x509(&c))
+                {
+                    ext.insert(peer);
                 }
             }
         }
