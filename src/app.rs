@@ -22,6 +22,9 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// How long a request may run before it is answered 503.
     pub request_timeout: std::time::Duration,
+    /// How long reading a request body may take (Vault's `http_read_timeout`); beyond it the request
+    /// is answered 408 and the connection closed, so a client trickling its body cannot hold it.
+    pub http_read_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
                 limits.unauthenticated_burst,
             ),
             request_timeout: std::time::Duration::from_secs(limits.request_timeout_secs()),
+            http_read_timeout: crate::config::ListenerTimeouts::default().read,
         }
     }
 
@@ -204,9 +208,12 @@ pub fn request_id(req: &HttpRequest) -> String {
 pub enum BodyError {
     TooLarge,
     Read(String),
+    /// Not all of it arrived within `AppState::http_read_timeout` (408; the connection is closed).
+    TimedOut,
 }
 
-/// Reads the body up to `limit` bytes (checking `Content-Length` first).
+/// Reads the body up to `limit` bytes (checking `Content-Length` first), within the app's
+/// `http_read_timeout` for the whole body.
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -222,15 +229,24 @@ pub async fn read_body(
             return Err(BodyError::TooLarge);
         }
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(BodyError::TooLarge);
+    let timeout = req.app_data::<web::Data<AppState>>().map_or_else(
+        || crate::config::ListenerTimeouts::default().read,
+        |s| s.http_read_timeout,
+    );
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+            if body.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        Ok(body)
+    };
+    actix_web::rt::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
 }
 
 /// The token: `X-Vault-Token` first, then the first `Authorization: Bearer …` (Vault's

@@ -156,6 +156,145 @@ pub struct Listener {
     /// "tls12" (default) or "tls13".
     #[serde(default)]
     pub tls_min_version: Option<String>,
+    /// Vault's listener timeouts (durations such as "10s", or whole seconds; "0" keeps the default,
+    /// as in Vault). The time allowed to read the first request's headers of a connection.
+    #[serde(
+        default = "default_read_header_timeout",
+        deserialize_with = "duration_or_seconds"
+    )]
+    pub http_read_header_timeout: String,
+    /// The time allowed to read a request's body, from the end of its headers (408 beyond).
+    #[serde(
+        default = "default_read_timeout",
+        deserialize_with = "duration_or_seconds"
+    )]
+    pub http_read_timeout: String,
+    /// Vault's write timeout; only "0" (none, Vault's default) is supported.
+    #[serde(
+        default = "default_write_timeout",
+        deserialize_with = "duration_or_seconds"
+    )]
+    pub http_write_timeout: String,
+    /// How long an idle keep-alive connection is kept open.
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "duration_or_seconds"
+    )]
+    pub http_idle_timeout: String,
+    /// Most connections open at once (rounded up to a multiple of the worker count); further
+    /// connections wait in the kernel's accept queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+/// A listener duration written as a string ("30s") or, as Vault also takes it, a number of seconds.
+fn duration_or_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Dur {
+        Text(String),
+        Seconds(u64),
+    }
+    Ok(match Dur::deserialize(d)? {
+        Dur::Text(s) => s,
+        Dur::Seconds(n) => n.to_string(),
+    })
+}
+
+/// The listener's timeouts, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerTimeouts {
+    pub read_header: std::time::Duration,
+    pub read: std::time::Duration,
+    pub idle: std::time::Duration,
+}
+
+impl Default for ListenerTimeouts {
+    fn default() -> Self {
+        Listener::default().timeouts().unwrap_or(ListenerTimeouts {
+            read_header: std::time::Duration::from_secs(10),
+            read: std::time::Duration::from_secs(30),
+            idle: std::time::Duration::from_secs(300),
+        })
+    }
+}
+
+/// A listener duration as Vault's `ParseDurationSecond` reads it: a Go duration ("30s", "5m") or a
+/// whole number of seconds.
+fn listener_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    crate::engine::duration::parse_go_duration(s).and_then(|v| u64::try_from(v).ok())
+}
+
+impl Listener {
+    /// The timeouts; "0" keeps the default (Vault overrides its defaults only with values > 0).
+    pub fn timeouts(&self) -> Result<ListenerTimeouts, (&'static str, String)> {
+        let one = |key: &'static str, v: &str, default: &str| {
+            let secs = listener_duration(v)
+                .ok_or_else(|| (key, format!("{v:?} is not a duration such as \"30s\"")))?;
+            let secs = if secs == 0 {
+                listener_duration(default).unwrap_or(1)
+            } else {
+                secs
+            };
+            Ok(std::time::Duration::from_secs(secs))
+        };
+        match listener_duration(&self.http_write_timeout) {
+            Some(0) => {}
+            _ => {
+                return Err((
+                    "listener.http_write_timeout",
+                    format!(
+                        "{:?}: only \"0\" (no write timeout, Vault's default) is supported",
+                        self.http_write_timeout
+                    ),
+                ))
+            }
+        }
+        Ok(ListenerTimeouts {
+            read_header: one(
+                "listener.http_read_header_timeout",
+                &self.http_read_header_timeout,
+                &default_read_header_timeout(),
+            )?,
+            read: one(
+                "listener.http_read_timeout",
+                &self.http_read_timeout,
+                &default_read_timeout(),
+            )?,
+            idle: one(
+                "listener.http_idle_timeout",
+                &self.http_idle_timeout,
+                &default_idle_timeout(),
+            )?,
+        })
+    }
+}
+
+/// Vault's listener defaults (`command/server.go`).
+fn default_read_header_timeout() -> String {
+    "10s".into()
+}
+
+fn default_read_timeout() -> String {
+    "30s".into()
+}
+
+fn default_write_timeout() -> String {
+    "0".into()
+}
+
+fn default_idle_timeout() -> String {
+    "5m".into()
+}
+
+/// Room for many keep-alive clients, and a bound so that a flood of idle connections cannot exhaust
+/// the process's file descriptors or memory.
+fn default_max_connections() -> usize {
+    4096
 }
 
 impl Default for Listener {
@@ -169,6 +308,11 @@ impl Default for Listener {
             tls_client_ca_file: None,
             tls_require_client_cert: false,
             tls_min_version: None,
+            http_read_header_timeout: default_read_header_timeout(),
+            http_read_timeout: default_read_timeout(),
+            http_write_timeout: default_write_timeout(),
+            http_idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -340,6 +484,10 @@ impl Config {
                 format!("{:?} is not an IP:port address", self.listener.address),
             ));
         }
+        self.listener.timeouts()?;
+        if self.listener.max_connections == 0 {
+            return Err(("listener.max_connections", "must be greater than 0".into()));
+        }
         if self.listener.max_request_size == 0 {
             return Err(("listener.max_request_size", "must be greater than 0".into()));
         }
@@ -423,6 +571,26 @@ mod tests {
         assert!(e.contains("seal.key_file"), "{e}");
         let e = load_str(&GOOD.replace("\"file\"", "\"hsm\"")).unwrap_err();
         assert!(e.contains("hsm"), "{e}");
+        let e = load_str(&GOOD.replace("tls_disable", "http_write_timeout = \"5s\"\ntls_disable"))
+            .unwrap_err();
+        assert!(e.contains("listener.http_write_timeout"), "{e}");
+        let e = load_str(&GOOD.replace("tls_disable", "http_read_timeout = \"soon\"\ntls_disable"))
+            .unwrap_err();
+        assert!(
+            e.contains("listener.http_read_timeout") && e.contains("soon"),
+            "{e}"
+        );
+        let c = load_str(&GOOD.replace(
+            "tls_disable",
+            "http_read_timeout = \"0\"\nhttp_idle_timeout = 7\ntls_disable",
+        ))
+        .unwrap();
+        let t = c.listener.timeouts().unwrap();
+        assert_eq!(
+            (t.read.as_secs(), t.idle.as_secs(), t.read_header.as_secs()),
+            (30, 7, 10),
+            "0 keeps Vault's default; a number is seconds"
+        );
         let e = load_str(&format!(
             "{GOOD}[[auth.cert]]\nname = \"a\"\nsubject = \"XX=app1\"\n"
         ))

@@ -10,7 +10,7 @@ use actix_web::dev::Service;
 use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 
 use crate::app::{AppState, RateLimiter, RequestId};
-use crate::config::{CertIdentity, Config, Limits, Synchronous};
+use crate::config::{CertIdentity, Config, Limits, ListenerTimeouts, Synchronous};
 use crate::crypto::load_or_create_key_file;
 use crate::engine::clock::Clock;
 use crate::engine::path::MountPath;
@@ -39,6 +39,8 @@ struct Listen {
     tls: Option<TlsSettings>,
     cert_identities: Vec<CertIdentity>,
     limits: Limits,
+    timeouts: ListenerTimeouts,
+    max_connections: usize,
 }
 
 fn init_logging(level: &str) {
@@ -95,6 +97,8 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 tls,
                 cert_identities: Vec::new(),
                 limits: Limits::default(),
+                timeouts: ListenerTimeouts::default(),
+                max_connections: crate::config::Listener::default().max_connections,
             };
             let key = dir.join("root.key");
             (listen, dir, Some(key), Durability::Full, true)
@@ -137,6 +141,8 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 tls,
                 cert_identities: cfg.auth.cert.clone(),
                 limits: cfg.limits.clone(),
+                timeouts: l.timeouts().map_err(|(k, e)| format!("{k}: {e}"))?,
+                max_connections: l.max_connections,
             };
             (
                 listen,
@@ -239,8 +245,10 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
             listen.limits.unauthenticated_burst,
         ),
         request_timeout: std::time::Duration::from_secs(listen.limits.request_timeout_secs()),
+        http_read_timeout: listen.timeouts.read,
     });
     crate::app::set_json_limits(&listen.limits);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -275,6 +283,14 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
                     .body(r#"{"errors":[]}"#)
             }))
     })
+    // Vault's listener timeouts. actix applies the header timeout to the first request of a
+    // connection (later ones are bounded by the idle timeout until they start); the body's timeout
+    // is `AppState::http_read_timeout`, applied by `app::read_body`.
+    .client_request_timeout(listen.timeouts.read_header)
+    .keep_alive(listen.timeouts.idle)
+    // actix counts connections per worker.
+    .workers(workers)
+    .max_connections(listen.max_connections.div_ceil(workers))
     // A verified client certificate travels with its connection to every request on it.
     .on_connect(|conn, ext| {
         type Tls = actix_tls::accept::openssl::TlsStream<actix_web::rt::net::TcpStream>;

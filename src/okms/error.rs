@@ -46,6 +46,8 @@ pub enum OkmsError {
     MethodNotAllowed,
     /// 413.
     TooLarge,
+    /// 408: the body did not arrive within `http_read_timeout`; the connection is closed.
+    RequestTimeout,
     /// 429: too many unauthenticated or failed requests from this client.
     TooManyRequests,
     /// 503 while sealed or uninitialised.
@@ -117,6 +119,12 @@ impl OkmsError {
                 8,
                 "request body too large".into(),
             ),
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                Category::Argument,
+                13,
+                "timed out reading the request body".into(),
+            ),
             Self::TooManyRequests => (
                 StatusCode::TOO_MANY_REQUESTS,
                 Category::TooManyRequests,
@@ -166,7 +174,13 @@ impl OkmsError {
 
     /// The one function that renders an OKMS error.
     pub fn render(&self, request_id: &str) -> HttpResponse {
-        json_response(self.status(), &self.body(request_id))
+        let mut resp = json_response(self.status(), &self.body(request_id));
+        if matches!(self, Self::RequestTimeout) {
+            // The rest of a late body may still come: the connection cannot be reused.
+            resp.head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+        }
+        resp
     }
 }
 

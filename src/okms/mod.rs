@@ -64,6 +64,7 @@ async fn dispatch(
     let body = match app::read_body(&req, payload, state.max_request_size).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return OkmsError::TooLarge.render(&rid),
+        Err(BodyError::TimedOut) => return OkmsError::RequestTimeout.render(&rid),
         Err(BodyError::Read(m)) => {
             return OkmsError::bad(format!("error reading the request body: {m}")).render(&rid)
         }

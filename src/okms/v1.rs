@@ -29,6 +29,7 @@ impl From<VaultError> for OkmsError {
             VaultError::NoHandler(p) => Self::NoRoute(p),
             VaultError::UnsupportedOperation => Self::MethodNotAllowed,
             VaultError::TooLarge => Self::TooLarge,
+            VaultError::RequestTimeout => Self::RequestTimeout,
             VaultError::TooManyRequests(_) => Self::TooManyRequests,
             VaultError::UnsupportedMediaType(ct) => Self::BadRequest(format!(
                 "PATCH requires Content-Type application/merge-patch+json or application/json, provided {ct}"

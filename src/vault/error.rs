@@ -23,6 +23,8 @@ pub enum VaultError {
     UnsupportedOperation,
     /// 413.
     TooLarge,
+    /// 408: the body did not arrive within `http_read_timeout`; the connection is closed.
+    RequestTimeout,
     /// 429 for the path.
     TooManyRequests(String),
     /// 415 for PATCH without `application/merge-patch+json`.
@@ -88,6 +90,10 @@ impl VaultError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 vec!["http: request body too large".into()],
             ),
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                vec!["timed out reading the request body".into()],
+            ),
             Self::UnsupportedMediaType(ct) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 vec![format!(
@@ -109,8 +115,12 @@ impl VaultError {
     pub fn render(&self) -> HttpResponse {
         let (status, errors) = self.status_and_messages();
         let body = serde_json::json!({ "errors": errors });
-        HttpResponse::build(status)
-            .insert_header(("Content-Type", "application/json"))
+        let mut resp = HttpResponse::build(status);
+        if matches!(self, Self::RequestTimeout) {
+            // The rest of a late body may still come: the connection cannot be reused.
+            resp.force_close();
+        }
+        resp.insert_header(("Content-Type", "application/json"))
             .body(body.to_string())
     }
 }

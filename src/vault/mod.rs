@@ -71,6 +71,7 @@ async fn dispatch(
     let body = match crate::app::read_body(&req, payload, state.max_request_size).await {
         Ok(b) => b,
         Err(crate::app::BodyError::TooLarge) => return VaultError::TooLarge.render(),
+        Err(crate::app::BodyError::TimedOut) => return VaultError::RequestTimeout.render(),
         Err(crate::app::BodyError::Read(m)) => {
             return VaultError::bad(format!("error reading request body: {m}")).render()
         }

@@ -92,6 +92,10 @@ pub struct Server {
     /// Root of the temp dir (config file, storage/, keys/, logs/).
     pub dir: PathBuf,
     spawn_count: usize,
+    /// Extra TOML lines for the `[listener]` table (config mode).
+    listener_extra: String,
+    /// Extra TOML tables appended to the config file (config mode).
+    tables_extra: String,
 }
 
 impl Server {
@@ -122,6 +126,8 @@ impl Server {
             tmp: None,
             dir: PathBuf::new(),
             spawn_count: 0,
+            listener_extra: String::new(),
+            tables_extra: String::new(),
         })
     }
 
@@ -147,6 +153,8 @@ impl Server {
             tmp: Some(tmp),
             dir,
             spawn_count: 0,
+            listener_extra: String::new(),
+            tables_extra: String::new(),
         };
         s.spawn();
         s.wait_ready(&[200]);
@@ -156,6 +164,11 @@ impl Server {
     /// Spawns `kvseal server --config FILE` on a fresh temp dir. The server
     /// starts uninitialised (health 501); call [`Server::init`] next.
     pub fn config_mode() -> Server {
+        Server::config_mode_with("", "")
+    }
+
+    /// [`Server::config_mode`] with extra `[listener]` lines and extra tables in the config file.
+    pub fn config_mode_with(listener_extra: &str, tables_extra: &str) -> Server {
         let tmp = tempfile::Builder::new()
             .prefix("kvseal-cfg-")
             .tempdir()
@@ -173,6 +186,8 @@ impl Server {
             tmp: Some(tmp),
             dir,
             spawn_count: 0,
+            listener_extra: listener_extra.to_string(),
+            tables_extra: tables_extra.to_string(),
         };
         s.spawn();
         s.wait_ready(&[501, 200]);
@@ -197,11 +212,13 @@ impl Server {
 
     fn write_config(&self, port: u16) {
         let cfg = format!(
-            "[listener]\naddress = \"127.0.0.1:{port}\"\ntls_disable = true\n\n\
+            "[listener]\naddress = \"127.0.0.1:{port}\"\ntls_disable = true\n{}\n\n\
              [storage]\npath = \"{}\"\n\n\
-             [seal]\ntype = \"file\"\nkey_file = \"{}\"\n",
+             [seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n{}\n",
+            self.listener_extra,
             self.storage_dir().display(),
-            self.key_file().display()
+            self.key_file().display(),
+            self.tables_extra
         );
         fs::write(self.config_file(), cfg).expect("write config");
     }
