@@ -185,6 +185,38 @@ pub struct Listener {
     /// connections wait in the kernel's accept queue until one closes.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Vault's X-Forwarded-For options: the peers (CIDRs or addresses) whose X-Forwarded-For header
+    /// is trusted for the client address (rate limits, audit `remote_address`). Empty: never trusted.
+    #[serde(default, deserialize_with = "addrs_list")]
+    pub x_forwarded_for_authorized_addrs: Vec<String>,
+    /// How many addresses to skip from the end of the X-Forwarded-For chain.
+    #[serde(default)]
+    pub x_forwarded_for_hop_skips: usize,
+    /// Answer 400 when an unauthorized peer sends X-Forwarded-For (otherwise the header is ignored).
+    #[serde(default)]
+    pub x_forwarded_for_reject_not_authorized: bool,
+    /// Answer 400 when a request has no X-Forwarded-For (otherwise the peer address is used).
+    #[serde(default)]
+    pub x_forwarded_for_reject_not_present: bool,
+}
+
+/// Vault takes `x_forwarded_for_authorized_addrs` as a list or as one comma-separated string.
+fn addrs_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Addrs {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Addrs::deserialize(d)? {
+        Addrs::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Addrs::Many(v) => v,
+    })
 }
 
 /// A listener duration written as a string ("30s") or, as Vault also takes it, a number of seconds.
@@ -272,6 +304,23 @@ impl Listener {
             )?,
         })
     }
+
+    /// The authorized X-Forwarded-For sources as networks (a bare address is a /32 or /128).
+    pub fn xff_networks(&self) -> Result<Vec<ipnet::IpNet>, (&'static str, String)> {
+        self.x_forwarded_for_authorized_addrs
+            .iter()
+            .map(|a| {
+                a.parse::<ipnet::IpNet>()
+                    .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        (
+                            "listener.x_forwarded_for_authorized_addrs",
+                            format!("{a:?} is not an IP address or CIDR"),
+                        )
+                    })
+            })
+            .collect()
+    }
 }
 
 /// Vault's listener defaults (`command/server.go`).
@@ -313,6 +362,10 @@ impl Default for Listener {
             http_write_timeout: default_write_timeout(),
             http_idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
+            x_forwarded_for_authorized_addrs: Vec::new(),
+            x_forwarded_for_hop_skips: 0,
+            x_forwarded_for_reject_not_authorized: false,
+            x_forwarded_for_reject_not_present: false,
         }
     }
 }
@@ -488,6 +541,19 @@ impl Config {
         if self.listener.max_connections == 0 {
             return Err(("listener.max_connections", "must be greater than 0".into()));
         }
+        self.listener.xff_networks()?;
+        let l = &self.listener;
+        if l.x_forwarded_for_authorized_addrs.is_empty()
+            && (l.x_forwarded_for_hop_skips > 0
+                || l.x_forwarded_for_reject_not_authorized
+                || l.x_forwarded_for_reject_not_present)
+        {
+            return Err((
+                "listener.x_forwarded_for_authorized_addrs",
+                "the other x_forwarded_for_* options need it (without it X-Forwarded-For is never read)"
+                    .into(),
+            ));
+        }
         if self.listener.max_request_size == 0 {
             return Err(("listener.max_request_size", "must be greater than 0".into()));
         }
@@ -590,6 +656,32 @@ mod tests {
             (t.read.as_secs(), t.idle.as_secs(), t.read_header.as_secs()),
             (30, 7, 10),
             "0 keeps Vault's default; a number is seconds"
+        );
+        let with = |line: &str| GOOD.replace("tls_disable", &format!("{line}\ntls_disable"));
+        let e = load_str(&with(
+            "x_forwarded_for_authorized_addrs = [\"10.0.0.0/33\"]",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("listener.x_forwarded_for_authorized_addrs"),
+            "{e}"
+        );
+        let e = load_str(&with("x_forwarded_for_reject_not_present = true")).unwrap_err();
+        assert!(
+            e.contains("listener.x_forwarded_for_authorized_addrs"),
+            "{e}"
+        );
+        let c = load_str(&with(
+            "x_forwarded_for_authorized_addrs = \"10.0.0.0/24, 127.0.0.1\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.listener.xff_networks().unwrap(),
+            vec![
+                "10.0.0.0/24".parse().unwrap(),
+                "127.0.0.1/32".parse().unwrap()
+            ],
+            "Vault's comma-separated form; a bare address is a /32"
         );
         let e = load_str(&format!(
             "{GOOD}[[auth.cert]]\nname = \"a\"\nsubject = \"XX=app1\"\n"

@@ -3,12 +3,14 @@
 
 pub mod app;
 pub mod audit;
+pub mod client_addr;
 pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod okms;
 pub mod operator;
 pub mod policy;
+pub mod ratelimit;
 pub mod server;
 pub mod storage;
 pub mod tls;

@@ -9,12 +9,14 @@ use std::time::Instant;
 use actix_web::dev::Service;
 use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 
-use crate::app::{AppState, RateLimiter, RequestId};
+use crate::app::{AppState, RequestId};
+use crate::client_addr::ForwardedFor;
 use crate::config::{CertIdentity, Config, Limits, ListenerTimeouts, Synchronous};
 use crate::crypto::load_or_create_key_file;
 use crate::engine::clock::Clock;
 use crate::engine::path::MountPath;
 use crate::engine::{Engine, SealMode};
+use crate::ratelimit::RateLimiter;
 use crate::storage::{Durability, Store};
 use crate::tls::{PeerCertificate, ReloadableTls, TlsSettings};
 use crate::vault;
@@ -41,6 +43,7 @@ struct Listen {
     limits: Limits,
     timeouts: ListenerTimeouts,
     max_connections: usize,
+    forwarded_for: ForwardedFor,
 }
 
 fn init_logging(level: &str) {
@@ -99,6 +102,7 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 limits: Limits::default(),
                 timeouts: ListenerTimeouts::default(),
                 max_connections: crate::config::Listener::default().max_connections,
+                forwarded_for: ForwardedFor::default(),
             };
             let key = dir.join("root.key");
             (listen, dir, Some(key), Durability::Full, true)
@@ -143,6 +147,8 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 limits: cfg.limits.clone(),
                 timeouts: l.timeouts().map_err(|(k, e)| format!("{k}: {e}"))?,
                 max_connections: l.max_connections,
+                forwarded_for: ForwardedFor::from_listener(l)
+                    .map_err(|(k, e)| format!("{k}: {e}"))?,
             };
             (
                 listen,
@@ -248,12 +254,19 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
         http_read_timeout: listen.timeouts.read,
     });
     crate::app::set_json_limits(&listen.limits);
+    spawn_rate_limit_sweeper(state.clone());
+    let forwarded_for = web::Data::new(listen.forwarded_for);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(forwarded_for.clone())
             // Bodies are read by the handlers with their own limit (413 in the API's error shape).
             .app_data(web::PayloadConfig::new(usize::MAX))
+            // The client address (X-Forwarded-For options), once per request, inside the logging.
+            .wrap(actix_web::middleware::from_fn(
+                crate::client_addr::middleware,
+            ))
             .wrap_fn(|req, srv| {
                 let rid = crate::app::new_request_id();
                 req.extensions_mut().insert(RequestId(rid.clone()));
@@ -321,6 +334,17 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
     }
     .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     server.run().await.map_err(|e| e.to_string())
+}
+
+/// Forgets idle rate-limit buckets now and then, off the request path.
+fn spawn_rate_limit_sweeper(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(crate::ratelimit::SWEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            state.limiter.sweep();
+        }
+    });
 }
 
 /// SIGHUP re-reads the certificate files; new handshakes use them, open connections are kept.

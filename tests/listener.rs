@@ -186,3 +186,92 @@ fn connections_beyond_max_connections_wait_until_one_closes() {
         .expect("served once the holders closed");
     assert_eq!(parse_response(&String::from_utf8_lossy(&raw)).0, 200);
 }
+
+/// Security review finding 16: behind a trusted proxy each forwarded client has its own budget,
+/// and a peer that is not trusted cannot mint fresh budgets by forging X-Forwarded-For. Refusals
+/// are 429 with `Retry-After`, on both APIs.
+#[test]
+fn rate_limits_key_on_the_forwarded_client_only_behind_a_trusted_proxy() {
+    let s = Server::config_mode_with(
+        "x_forwarded_for_authorized_addrs = \"127.0.0.1/32\"",
+        &format!(
+            "[limits]\nunauthenticated_per_second = 0.2\nunauthenticated_burst = 2\n\n\
+             [[okms.domains]]\nid = \"{OKMS_D}\"\nmount = \"secret\"\n"
+        ),
+    );
+    let mut s = s;
+    s.init();
+    let port = s.host_port.rsplit(':').next().expect("port").to_string();
+    let client = |source: &str| {
+        reqwest::blocking::Client::builder()
+            .local_address(Some(source.parse().expect("ip")))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client")
+    };
+    let (proxy, stranger) = (client("127.0.0.1"), client("127.0.0.2"));
+    // (connection, X-Forwarded-For, URL path, expected status) in order: each failed token check
+    // spends the budget (burst 2) of the client the server sees.
+    let vault = "/v1/secret/data/x";
+    let okms = format!("/api/{OKMS_D}/v2/secret");
+    let cases: Vec<(&str, &reqwest::blocking::Client, Option<&str>, &str, u16)> = vec![
+        ("client A", &proxy, Some("198.51.100.1"), vault, 403),
+        ("client A", &proxy, Some("198.51.100.1"), vault, 403),
+        ("client A, spent", &proxy, Some("198.51.100.1"), vault, 429),
+        ("client A on OKMS", &proxy, Some("198.51.100.1"), &okms, 429),
+        (
+            "client B, own budget",
+            &proxy,
+            Some("198.51.100.2"),
+            vault,
+            403,
+        ),
+        ("the proxy itself", &proxy, None, vault, 403),
+        ("untrusted peer", &stranger, Some("203.0.113.1"), vault, 403),
+        (
+            "untrusted peer, forged XFF",
+            &stranger,
+            Some("203.0.113.2"),
+            vault,
+            403,
+        ),
+        (
+            "untrusted peer, forged XFF",
+            &stranger,
+            Some("203.0.113.3"),
+            vault,
+            429,
+        ),
+    ];
+    for (who, c, xff, path, want) in cases {
+        let mut rb = c
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .header("X-Vault-Token", "not-a-token");
+        if let Some(x) = xff {
+            rb = rb.header("X-Forwarded-For", x);
+        }
+        let r = rb.send().expect("request");
+        let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get("Retry-After")
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let text = r.text().unwrap_or_default();
+        assert_eq!(status, want, "{who} {xff:?} {path}: {text}");
+        if want == 429 {
+            assert_eq!(
+                retry_after.as_deref(),
+                Some("5"),
+                "{who}: 0.2/s refills in 5 s"
+            );
+        }
+    }
+    // A valid token is never limited.
+    let r = proxy
+        .get(format!("http://127.0.0.1:{port}/v1/auth/token/lookup-self"))
+        .header("X-Vault-Token", &s.token)
+        .header("X-Forwarded-For", "198.51.100.1")
+        .send()
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -77,9 +77,8 @@ impl Exchange {
             request_id: request_id.to_string(),
             operation: vault_operation(operation, req.query_string()).to_string(),
             path: path.to_string(),
-            remote: req
-                .peer_addr()
-                .map(|a| a.ip().to_string())
+            remote: crate::app::client_ip(req)
+                .map(|ip| ip.to_string())
                 .unwrap_or_default(),
             token: token.map(str::to_string),
             accessor: entry.as_ref().map(|e| e.accessor.clone()),

@@ -48,8 +48,8 @@ pub enum OkmsError {
     TooLarge,
     /// 408: the body did not arrive within `http_read_timeout`; the connection is closed.
     RequestTimeout,
-    /// 429: too many unauthenticated or failed requests from this client.
-    TooManyRequests,
+    /// 429: too many unauthenticated or failed requests from this client; `Retry-After` in seconds.
+    TooManyRequests(u64),
     /// 503 while sealed or uninitialised.
     Sealed,
     /// 503 while storage cannot take writes.
@@ -125,7 +125,7 @@ impl OkmsError {
                 13,
                 "timed out reading the request body".into(),
             ),
-            Self::TooManyRequests => (
+            Self::TooManyRequests(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 Category::TooManyRequests,
                 11,
@@ -175,10 +175,19 @@ impl OkmsError {
     /// The one function that renders an OKMS error.
     pub fn render(&self, request_id: &str) -> HttpResponse {
         let mut resp = json_response(self.status(), &self.body(request_id));
-        if matches!(self, Self::RequestTimeout) {
+        match self {
             // The rest of a late body may still come: the connection cannot be reused.
-            resp.head_mut()
-                .set_connection_type(actix_web::http::ConnectionType::Close);
+            Self::RequestTimeout => resp
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close),
+            // As Vault's rate limit quotas: when the client may try again.
+            Self::TooManyRequests(secs) => {
+                resp.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(*secs),
+                );
+            }
+            _ => {}
         }
         resp
     }

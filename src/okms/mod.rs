@@ -128,7 +128,7 @@ async fn serve(
         if state.limiter.take(ip) {
             OkmsError::Unauthorized
         } else {
-            OkmsError::TooManyRequests
+            OkmsError::TooManyRequests(state.limiter.retry_after_secs())
         }
     };
     let identity = match app::token_of(req) {

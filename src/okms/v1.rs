@@ -30,7 +30,7 @@ impl From<VaultError> for OkmsError {
             VaultError::UnsupportedOperation => Self::MethodNotAllowed,
             VaultError::TooLarge => Self::TooLarge,
             VaultError::RequestTimeout => Self::RequestTimeout,
-            VaultError::TooManyRequests(_) => Self::TooManyRequests,
+            VaultError::TooManyRequests(_, secs) => Self::TooManyRequests(secs),
             VaultError::UnsupportedMediaType(ct) => Self::BadRequest(format!(
                 "PATCH requires Content-Type application/merge-patch+json or application/json, provided {ct}"
             )),

@@ -25,8 +25,8 @@ pub enum VaultError {
     TooLarge,
     /// 408: the body did not arrive within `http_read_timeout`; the connection is closed.
     RequestTimeout,
-    /// 429 for the path.
-    TooManyRequests(String),
+    /// 429 for the path, with `Retry-After` in seconds.
+    TooManyRequests(String, u64),
     /// 415 for PATCH without `application/merge-patch+json`.
     UnsupportedMediaType(String),
     /// 503 while sealed or uninitialised.
@@ -102,7 +102,7 @@ impl VaultError {
             ),
             Self::Sealed => (StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".into()]),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, vec![m.clone()]),
-            Self::TooManyRequests(path) => (
+            Self::TooManyRequests(path, _) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 vec![format!("request path {path:?}: rate limit quota exceeded")],
             ),
@@ -116,9 +116,16 @@ impl VaultError {
         let (status, errors) = self.status_and_messages();
         let body = serde_json::json!({ "errors": errors });
         let mut resp = HttpResponse::build(status);
-        if matches!(self, Self::RequestTimeout) {
+        match self {
             // The rest of a late body may still come: the connection cannot be reused.
-            resp.force_close();
+            Self::RequestTimeout => {
+                resp.force_close();
+            }
+            // As Vault's rate limit quotas: when the client may try again.
+            Self::TooManyRequests(_, secs) => {
+                resp.insert_header(("Retry-After", secs.to_string()));
+            }
+            _ => {}
         }
         resp.insert_header(("Content-Type", "application/json"))
             .body(body.to_string())

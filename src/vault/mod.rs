@@ -136,7 +136,10 @@ async fn route(
     let rate_limited = matches!(path, "sys/unseal" | "auth/cert/login")
         || (path == "sys/init" && req.op == request::Op::Update);
     if rate_limited && !state.limiter.take(ip) {
-        return Err(VaultError::TooManyRequests(path.to_string()));
+        return Err(VaultError::TooManyRequests(
+            path.to_string(),
+            state.limiter.retry_after_secs(),
+        ));
     }
     if is_unauthenticated(path) {
         return Ok((sys_health::route(engine, req).await?, "system"));
@@ -153,7 +156,7 @@ async fn route(
         if state.limiter.take(ip) {
             e
         } else {
-            VaultError::TooManyRequests(path.to_string())
+            VaultError::TooManyRequests(path.to_string(), state.limiter.retry_after_secs())
         }
     };
     let identity = match req.token.as_deref() {
