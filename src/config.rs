@@ -22,6 +22,19 @@ pub struct Config {
     pub auth: Auth,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub audit: Audit,
+}
+
+/// `[audit]`: where audit devices may write.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// The directory under which `sys/audit` may create file devices (an absolute path). Unset:
+    /// the API may enable only `stdout` and `discard` devices, so a token holding sudo on
+    /// `sys/audit` cannot make kvseal write to any file the process can (Vault's CVE-2025-6000).
+    #[serde(default)]
+    pub allowed_dir: Option<PathBuf>,
 }
 
 /// Client-certificate identities.
@@ -557,6 +570,14 @@ impl Config {
         if self.listener.max_request_size == 0 {
             return Err(("listener.max_request_size", "must be greater than 0".into()));
         }
+        if let Some(d) = &self.audit.allowed_dir {
+            if !d.is_absolute() {
+                return Err((
+                    "audit.allowed_dir",
+                    format!("{} must be an absolute path", d.display()),
+                ));
+            }
+        }
         if self.storage.path.as_os_str().is_empty() {
             return Err(("storage.path", "must not be empty".into()));
         }
@@ -683,6 +704,8 @@ mod tests {
             ],
             "Vault's comma-separated form; a bare address is a /32"
         );
+        let e = load_str(&format!("{GOOD}[audit]\nallowed_dir = \"logs\"\n")).unwrap_err();
+        assert!(e.contains("audit.allowed_dir"), "{e}");
         let e = load_str(&format!(
             "{GOOD}[[auth.cert]]\nname = \"a\"\nsubject = \"XX=app1\"\n"
         ))

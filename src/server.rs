@@ -169,6 +169,11 @@ pub fn run(mode: Mode) -> Result<(), String> {
     };
     let engine =
         Arc::new(Engine::open(store, seal_mode, Clock::default()).map_err(|e| e.to_string())?);
+    // Dev mode: no audit files from the API (`file_path=stdout` works, as with `vault server -dev`).
+    engine.set_audit_allowed_dir(match &mode {
+        Mode::Config(cfg) => cfg.audit.allowed_dir.clone(),
+        Mode::Dev { .. } => None,
+    });
 
     let result = actix_web::rt::System::new().block_on(async {
         if engine.seal_status() == crate::engine::SealStatus::Unsealed {

@@ -674,8 +674,9 @@ fn file_seal_server(prefix: &str) -> (TempDir, Proc, String) {
         tmp.path(),
         port,
         &format!(
-            "tls_disable = true\n\n[seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n[[okms.domains]]\nid = \"{OKMS_D}\"\nmount = \"secret\"\n",
-            key.display()
+            "tls_disable = true\n\n[seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n[audit]\nallowed_dir = \"{}\"\n\n[[okms.domains]]\nid = \"{OKMS_D}\"\nmount = \"secret\"\n",
+            key.display(),
+            tmp.path().join("audit").display()
         ),
     );
     let mut p = Proc::start(tmp.path(), port, config_args(&cfg));

@@ -50,6 +50,8 @@ pub struct Engine {
     init_lock: tokio::sync::Mutex<()>,
     rewrap: rewrap::RewrapState,
     audit: RwLock<Arc<Vec<Arc<crate::audit::AuditDevice>>>>,
+    /// `[audit] allowed_dir`: where audit devices enabled through the API may write files.
+    audit_allowed_dir: RwLock<Option<std::path::PathBuf>>,
     /// Token entries by hash (invalidated by every token change).
     token_cache: cache::GenCache<Vec<u8>, crate::storage::token_rows::TokenRow>,
     /// Compiled ACLs by policy set (invalidated by every policy change).
@@ -81,6 +83,7 @@ impl Engine {
             init_lock: tokio::sync::Mutex::new(()),
             rewrap: rewrap::RewrapState::default(),
             audit: RwLock::new(Arc::new(Vec::new())),
+            audit_allowed_dir: RwLock::new(None),
             token_cache: cache::GenCache::default(),
             acl_cache: cache::GenCache::default(),
         };
