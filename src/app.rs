@@ -19,10 +19,13 @@ pub struct AppState {
     pub okms_domains: HashMap<uuid::Uuid, MountPath>,
     /// Client-certificate identities (`[[auth.cert]]`).
     pub cert_identities: Vec<crate::config::CertIdentity>,
-    /// Per-IP limits on unauthenticated endpoints and failed authentications.
-    pub limiter: RateLimiter,
+    /// Per-client limits on unauthenticated endpoints and failed authentications.
+    pub limiter: crate::ratelimit::RateLimiter,
     /// How long a request may run before it is answered 503.
     pub request_timeout: std::time::Duration,
+    /// How long reading a request body may take (Vault's `http_read_timeout`); beyond it the request
+    /// is answered 408 and the connection closed, so a client trickling its body cannot hold it.
+    pub http_read_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -38,11 +41,12 @@ impl AppState {
             max_request_size,
             okms_domains,
             cert_identities: Vec::new(),
-            limiter: RateLimiter::new(
+            limiter: crate::ratelimit::RateLimiter::new(
                 limits.unauthenticated_per_second,
                 limits.unauthenticated_burst,
             ),
             request_timeout: std::time::Duration::from_secs(limits.request_timeout_secs()),
+            http_read_timeout: crate::config::ListenerTimeouts::default().read,
         }
     }
 
@@ -71,51 +75,6 @@ impl AppState {
     }
 }
 
-/// A token bucket per client IP. Refused requests get 429.
-pub struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: std::sync::Mutex<HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
-}
-
-impl RateLimiter {
-    pub fn new(per_second: f64, burst: f64) -> Self {
-        Self {
-            per_second,
-            burst,
-            buckets: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn with_bucket<R>(&self, ip: std::net::IpAddr, f: impl FnOnce(&mut f64) -> R) -> R {
-        let now = std::time::Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > 100_000 {
-            // Bounded memory under a flood of addresses: forget full buckets.
-            let burst = self.burst;
-            buckets.retain(|_, (tokens, _)| *tokens < burst);
-        }
-        let entry = buckets.entry(ip).or_insert((self.burst, now));
-        let elapsed = now.duration_since(entry.1).as_secs_f64();
-        entry.0 = (entry.0 + elapsed * self.per_second).min(self.burst);
-        entry.1 = now;
-        f(&mut entry.0)
-    }
-
-    /// Takes one token; `false` when the bucket is empty.
-    pub fn take(&self, ip: Option<std::net::IpAddr>) -> bool {
-        let Some(ip) = ip else { return true };
-        self.with_bucket(ip, |tokens| {
-            if *tokens >= 1.0 {
-                *tokens -= 1.0;
-                true
-            } else {
-                false
-            }
-        })
-    }
-}
-
 /// JSON complexity limits applied to every request body of both APIs (set once at start-up).
 static JSON_LIMITS: std::sync::OnceLock<JsonLimits> = std::sync::OnceLock::new();
 
@@ -128,9 +87,13 @@ pub fn json_limits() -> JsonLimits {
     *JSON_LIMITS.get_or_init(JsonLimits::default)
 }
 
-/// The client's IP address.
+/// The client's IP address: as `client_addr::middleware` resolved it (the forwarded client behind a
+/// trusted proxy), else the peer's.
 pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    req.extensions()
+        .get::<crate::client_addr::ClientAddr>()
+        .map(|c| c.0)
+        .or_else(|| req.peer_addr().map(|a| a.ip()))
 }
 
 /// The id of one request: in the log line, in Vault envelopes and in OKMS error bodies.
@@ -157,9 +120,12 @@ pub fn request_id(req: &HttpRequest) -> String {
 pub enum BodyError {
     TooLarge,
     Read(String),
+    /// Not all of it arrived within `AppState::http_read_timeout` (408; the connection is closed).
+    TimedOut,
 }
 
-/// Reads the body up to `limit` bytes (checking `Content-Length` first).
+/// Reads the body up to `limit` bytes (checking `Content-Length` first), within the app's
+/// `http_read_timeout` for the whole body.
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -175,15 +141,24 @@ pub async fn read_body(
             return Err(BodyError::TooLarge);
         }
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(BodyError::TooLarge);
+    let timeout = req.app_data::<web::Data<AppState>>().map_or_else(
+        || crate::config::ListenerTimeouts::default().read,
+        |s| s.http_read_timeout,
+    );
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+            if body.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        Ok(body)
+    };
+    actix_web::rt::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
 }
 
 /// The token: `X-Vault-Token` first, then the first `Authorization: Bearer …` (Vault's

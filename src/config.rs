@@ -22,6 +22,19 @@ pub struct Config {
     pub auth: Auth,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub audit: Audit,
+}
+
+/// `[audit]`: where audit devices may write.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// The directory under which `sys/audit` may create file devices (an absolute path). Unset:
+    /// the API may enable only `stdout` and `discard` devices, so a token holding sudo on
+    /// `sys/audit` cannot make kvseal write to any file the process can (Vault's CVE-2025-6000).
+    #[serde(default)]
+    pub allowed_dir: Option<PathBuf>,
 }
 
 /// Client-certificate identities.
@@ -37,7 +50,9 @@ pub struct Auth {
 #[serde(deny_unknown_fields)]
 pub struct CertIdentity {
     pub name: String,
-    /// Attributes the subject must hold, e.g. `"CN=app1"` or `"CN=app1,O=acme"`.
+    /// The whole subject, as an RFC 4514 string (most specific RDN first, as
+    /// `openssl x509 -noout -subject -nameopt RFC2253` prints it): `"CN=app1"` matches a certificate
+    /// whose subject is exactly CN=app1, `"CN=app1,O=acme"` one made with `-subj /O=acme/CN=app1`.
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]
@@ -176,6 +191,194 @@ pub struct Listener {
     /// "tls12" (default) or "tls13".
     #[serde(default)]
     pub tls_min_version: Option<String>,
+    /// Vault's listener timeouts (durations such as "10s", or whole seconds; "0" keeps the default,
+    /// as in Vault). The time allowed to read the first request's headers of a connection.
+    #[serde(
+        default = "default_read_header_timeout",
+        deserialize_with = "duration_or_seconds"
+    )]
+    pub http_read_header_timeout: String,
+    /// The time allowed to read a request's body, from the end of its headers (408 beyond).
+    #[serde(
+        default = "default_read_timeout",
+        deserialize_with = "duration_or_seconds"
+    )]
+    pub http_read_timeout: String,
+    /// Vault's write timeout; only "0" (none, Vault's default) is supported.
+    #[serde(
+        default = "default_write_timeout",
+        deserialize_with = "duration_or_seconds"
+    )]
+    pub http_write_timeout: String,
+    /// How long an idle keep-alive connection is kept open.
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "duration_or_seconds"
+    )]
+    pub http_idle_timeout: String,
+    /// Most connections open at once (rounded up to a multiple of the worker count); further
+    /// connections wait in the kernel's accept queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Vault's X-Forwarded-For options: the peers (CIDRs or addresses) whose X-Forwarded-For header
+    /// is trusted for the client address (rate limits, audit `remote_address`). Empty: never trusted.
+    #[serde(default, deserialize_with = "addrs_list")]
+    pub x_forwarded_for_authorized_addrs: Vec<String>,
+    /// How many addresses to skip from the end of the X-Forwarded-For chain.
+    #[serde(default)]
+    pub x_forwarded_for_hop_skips: usize,
+    /// Answer 400 when an unauthorized peer sends X-Forwarded-For (otherwise the header is ignored).
+    #[serde(default)]
+    pub x_forwarded_for_reject_not_authorized: bool,
+    /// Answer 400 when a request has no X-Forwarded-For (otherwise the peer address is used).
+    #[serde(default)]
+    pub x_forwarded_for_reject_not_present: bool,
+}
+
+/// Vault takes `x_forwarded_for_authorized_addrs` as a list or as one comma-separated string.
+fn addrs_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Addrs {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Addrs::deserialize(d)? {
+        Addrs::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Addrs::Many(v) => v,
+    })
+}
+
+/// A listener duration written as a string ("30s") or, as Vault also takes it, a number of seconds.
+fn duration_or_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Dur {
+        Text(String),
+        Seconds(u64),
+    }
+    Ok(match Dur::deserialize(d)? {
+        Dur::Text(s) => s,
+        Dur::Seconds(n) => n.to_string(),
+    })
+}
+
+/// The listener's timeouts, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerTimeouts {
+    pub read_header: std::time::Duration,
+    pub read: std::time::Duration,
+    pub idle: std::time::Duration,
+}
+
+impl Default for ListenerTimeouts {
+    fn default() -> Self {
+        Listener::default().timeouts().unwrap_or(ListenerTimeouts {
+            read_header: std::time::Duration::from_secs(10),
+            read: std::time::Duration::from_secs(30),
+            idle: std::time::Duration::from_secs(300),
+        })
+    }
+}
+
+/// A listener duration as Vault's `ParseDurationSecond` reads it: a Go duration ("30s", "5m") or a
+/// whole number of seconds.
+fn listener_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    crate::engine::duration::parse_go_duration(s).and_then(|v| u64::try_from(v).ok())
+}
+
+impl Listener {
+    /// The timeouts; "0" keeps the default (Vault overrides its defaults only with values > 0).
+    pub fn timeouts(&self) -> Result<ListenerTimeouts, (&'static str, String)> {
+        let one = |key: &'static str, v: &str, default: &str| {
+            let secs = listener_duration(v)
+                .ok_or_else(|| (key, format!("{v:?} is not a duration such as \"30s\"")))?;
+            let secs = if secs == 0 {
+                listener_duration(default).unwrap_or(1)
+            } else {
+                secs
+            };
+            Ok(std::time::Duration::from_secs(secs))
+        };
+        match listener_duration(&self.http_write_timeout) {
+            Some(0) => {}
+            _ => {
+                return Err((
+                    "listener.http_write_timeout",
+                    format!(
+                        "{:?}: only \"0\" (no write timeout, Vault's default) is supported",
+                        self.http_write_timeout
+                    ),
+                ))
+            }
+        }
+        Ok(ListenerTimeouts {
+            read_header: one(
+                "listener.http_read_header_timeout",
+                &self.http_read_header_timeout,
+                &default_read_header_timeout(),
+            )?,
+            read: one(
+                "listener.http_read_timeout",
+                &self.http_read_timeout,
+                &default_read_timeout(),
+            )?,
+            idle: one(
+                "listener.http_idle_timeout",
+                &self.http_idle_timeout,
+                &default_idle_timeout(),
+            )?,
+        })
+    }
+
+    /// The authorized X-Forwarded-For sources as networks (a bare address is a /32 or /128).
+    pub fn xff_networks(&self) -> Result<Vec<ipnet::IpNet>, (&'static str, String)> {
+        self.x_forwarded_for_authorized_addrs
+            .iter()
+            .map(|a| {
+                a.parse::<ipnet::IpNet>()
+                    .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        (
+                            "listener.x_forwarded_for_authorized_addrs",
+                            format!("{a:?} is not an IP address or CIDR"),
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Vault's listener defaults (`command/server.go`).
+fn default_read_header_timeout() -> String {
+    "10s".into()
+}
+
+fn default_read_timeout() -> String {
+    "30s".into()
+}
+
+fn default_write_timeout() -> String {
+    "0".into()
+}
+
+fn default_idle_timeout() -> String {
+    "5m".into()
+}
+
+/// Room for many keep-alive clients, and a bound so that a flood of idle connections cannot exhaust
+/// the process's file descriptors or memory.
+fn default_max_connections() -> usize {
+    4096
 }
 
 impl Default for Listener {
@@ -189,6 +392,15 @@ impl Default for Listener {
             tls_client_ca_file: None,
             tls_require_client_cert: false,
             tls_min_version: None,
+            http_read_header_timeout: default_read_header_timeout(),
+            http_read_timeout: default_read_timeout(),
+            http_write_timeout: default_write_timeout(),
+            http_idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            x_forwarded_for_authorized_addrs: Vec::new(),
+            x_forwarded_for_hop_skips: 0,
+            x_forwarded_for_reject_not_authorized: false,
+            x_forwarded_for_reject_not_present: false,
         }
     }
 }
@@ -317,6 +529,10 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(s) = &c.subject {
+                crate::tls::parse_dn(s)
+                    .map_err(|e| ("auth.cert.subject", format!("{:?}: {s:?}: {e}", c.name)))?;
+            }
             for (key, value) in [("auth.cert.ttl", &c.ttl), ("auth.cert.max_ttl", &c.max_ttl)] {
                 if let Some(t) = value {
                     if crate::engine::duration::parse_go_duration(t).is_none_or(|s| s <= 0) {
@@ -366,8 +582,33 @@ impl Config {
                 format!("{:?} is not an IP:port address", self.listener.address),
             ));
         }
+        self.listener.timeouts()?;
+        if self.listener.max_connections == 0 {
+            return Err(("listener.max_connections", "must be greater than 0".into()));
+        }
+        self.listener.xff_networks()?;
+        let l = &self.listener;
+        if l.x_forwarded_for_authorized_addrs.is_empty()
+            && (l.x_forwarded_for_hop_skips > 0
+                || l.x_forwarded_for_reject_not_authorized
+                || l.x_forwarded_for_reject_not_present)
+        {
+            return Err((
+                "listener.x_forwarded_for_authorized_addrs",
+                "the other x_forwarded_for_* options need it (without it X-Forwarded-For is never read)"
+                    .into(),
+            ));
+        }
         if self.listener.max_request_size == 0 {
             return Err(("listener.max_request_size", "must be greater than 0".into()));
+        }
+        if let Some(d) = &self.audit.allowed_dir {
+            if !d.is_absolute() {
+                return Err((
+                    "audit.allowed_dir",
+                    format!("{} must be an absolute path", d.display()),
+                ));
+            }
         }
         if self.storage.path.as_os_str().is_empty() {
             return Err(("storage.path", "must not be empty".into()));
@@ -470,6 +711,59 @@ mod tests {
         assert!(e.contains("seal.key_file"), "{e}");
         let e = load_str(&GOOD.replace("\"file\"", "\"hsm\"")).unwrap_err();
         assert!(e.contains("hsm"), "{e}");
+        let e = load_str(&GOOD.replace("tls_disable", "http_write_timeout = \"5s\"\ntls_disable"))
+            .unwrap_err();
+        assert!(e.contains("listener.http_write_timeout"), "{e}");
+        let e = load_str(&GOOD.replace("tls_disable", "http_read_timeout = \"soon\"\ntls_disable"))
+            .unwrap_err();
+        assert!(
+            e.contains("listener.http_read_timeout") && e.contains("soon"),
+            "{e}"
+        );
+        let c = load_str(&GOOD.replace(
+            "tls_disable",
+            "http_read_timeout = \"0\"\nhttp_idle_timeout = 7\ntls_disable",
+        ))
+        .unwrap();
+        let t = c.listener.timeouts().unwrap();
+        assert_eq!(
+            (t.read.as_secs(), t.idle.as_secs(), t.read_header.as_secs()),
+            (30, 7, 10),
+            "0 keeps Vault's default; a number is seconds"
+        );
+        let with = |line: &str| GOOD.replace("tls_disable", &format!("{line}\ntls_disable"));
+        let e = load_str(&with(
+            "x_forwarded_for_authorized_addrs = [\"10.0.0.0/33\"]",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("listener.x_forwarded_for_authorized_addrs"),
+            "{e}"
+        );
+        let e = load_str(&with("x_forwarded_for_reject_not_present = true")).unwrap_err();
+        assert!(
+            e.contains("listener.x_forwarded_for_authorized_addrs"),
+            "{e}"
+        );
+        let c = load_str(&with(
+            "x_forwarded_for_authorized_addrs = \"10.0.0.0/24, 127.0.0.1\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.listener.xff_networks().unwrap(),
+            vec![
+                "10.0.0.0/24".parse().unwrap(),
+                "127.0.0.1/32".parse().unwrap()
+            ],
+            "Vault's comma-separated form; a bare address is a /32"
+        );
+        let e = load_str(&format!("{GOOD}[audit]\nallowed_dir = \"logs\"\n")).unwrap_err();
+        assert!(e.contains("audit.allowed_dir"), "{e}");
+        let e = load_str(&format!(
+            "{GOOD}[[auth.cert]]\nname = \"a\"\nsubject = \"XX=app1\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("auth.cert.subject") && e.contains("XX"), "{e}");
         let ok = load_str(&GOOD.replace(
             "type = \"file\"\nkey_file = \"/tmp/x/k\"",
             "type = \"shamir\"",

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod client_addr;
 pub mod config;
 pub mod crypto;
 pub mod engine;
@@ -11,6 +12,7 @@ pub mod okms;
 pub mod operator;
 pub mod pipeline;
 pub mod policy;
+pub mod ratelimit;
 pub mod server;
 pub mod storage;
 pub mod tls;

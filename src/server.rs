@@ -9,12 +9,14 @@ use std::time::Instant;
 use actix_web::dev::Service;
 use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 
-use crate::app::{AppState, RateLimiter, RequestId};
-use crate::config::{CertIdentity, Config, Limits, Synchronous};
+use crate::app::{AppState, RequestId};
+use crate::client_addr::ForwardedFor;
+use crate::config::{CertIdentity, Config, Limits, ListenerTimeouts, Synchronous};
 use crate::crypto::{create_key_file, read_key_file, Key32};
 use crate::engine::clock::Clock;
 use crate::engine::path::MountPath;
 use crate::engine::{Engine, SealMode};
+use crate::ratelimit::RateLimiter;
 use crate::storage::{Durability, Store};
 use crate::tls::{PeerCertificate, ReloadableTls, TlsSettings};
 use crate::vault;
@@ -39,6 +41,9 @@ struct Listen {
     tls: Option<TlsSettings>,
     cert_identities: Vec<CertIdentity>,
     limits: Limits,
+    timeouts: ListenerTimeouts,
+    max_connections: usize,
+    forwarded_for: ForwardedFor,
 }
 
 fn init_logging(level: &str) {
@@ -95,6 +100,9 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 tls,
                 cert_identities: Vec::new(),
                 limits: Limits::default(),
+                timeouts: ListenerTimeouts::default(),
+                max_connections: crate::config::Listener::default().max_connections,
+                forwarded_for: ForwardedFor::default(),
             };
             let key = dir.join("root.key");
             (listen, dir, Some(key), Durability::Full, true)
@@ -137,6 +145,10 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 tls,
                 cert_identities: cfg.auth.cert.clone(),
                 limits: cfg.limits.clone(),
+                timeouts: l.timeouts().map_err(|(k, e)| format!("{k}: {e}"))?,
+                max_connections: l.max_connections,
+                forwarded_for: ForwardedFor::from_listener(l)
+                    .map_err(|(k, e)| format!("{k}: {e}"))?,
             };
             (
                 listen,
@@ -155,6 +167,11 @@ pub fn run(mode: Mode) -> Result<(), String> {
     };
     let engine =
         Arc::new(Engine::open(store, seal_mode, Clock::default()).map_err(|e| e.to_string())?);
+    // Dev mode: no audit files from the API (`file_path=stdout` works, as with `vault server -dev`).
+    engine.set_audit_allowed_dir(match &mode {
+        Mode::Config(cfg) => cfg.audit.allowed_dir.clone(),
+        Mode::Dev { .. } => None,
+    });
 
     let result = actix_web::rt::System::new().block_on(async {
         if engine.seal_status() == crate::engine::SealStatus::Unsealed {
@@ -256,13 +273,22 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
             listen.limits.unauthenticated_burst,
         ),
         request_timeout: std::time::Duration::from_secs(listen.limits.request_timeout_secs()),
+        http_read_timeout: listen.timeouts.read,
     });
     crate::app::set_json_limits(&listen.limits);
+    spawn_rate_limit_sweeper(state.clone());
+    let forwarded_for = web::Data::new(listen.forwarded_for);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(forwarded_for.clone())
             // Bodies are read by the handlers with their own limit (413 in the API's error shape).
             .app_data(web::PayloadConfig::new(usize::MAX))
+            // The client address (X-Forwarded-For options), once per request, inside the logging.
+            .wrap(actix_web::middleware::from_fn(
+                crate::client_addr::middleware,
+            ))
             .wrap_fn(|req, srv| {
                 let rid = crate::app::new_request_id();
                 req.extensions_mut().insert(RequestId(rid.clone()));
@@ -292,14 +318,25 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
                     .body(r#"{"errors":[]}"#)
             }))
     })
+    // Vault's listener timeouts. actix applies the header timeout to the first request of a
+    // connection (later ones are bounded by the idle timeout until they start); the body's timeout
+    // is `AppState::http_read_timeout`, applied by `app::read_body`.
+    .client_request_timeout(listen.timeouts.read_header)
+    .keep_alive(listen.timeouts.idle)
+    // actix counts connections per worker.
+    .workers(workers)
+    .max_connections(listen.max_connections.div_ceil(workers))
     // A verified client certificate travels with its connection to every request on it.
     .on_connect(|conn, ext| {
         type Tls = actix_tls::accept::openssl::TlsStream<actix_web::rt::net::TcpStream>;
         if let Some(tls) = conn.downcast_ref::<Tls>() {
             let ssl = tls.ssl();
             if ssl.verify_result() == openssl::x509::X509VerifyResult::OK {
-                if let Some(cert) = ssl.peer_certificate() {
-                    ext.insert(PeerCertificate::from_x509(&cert));
+                if let Some(peer) = ssl
+                    .peer_certificate()
+                    .and_then(|c| PeerCertificate::from_x509(&c))
+                {
+                    ext.insert(peer);
                 }
             }
         }
@@ -319,6 +356,17 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
     }
     .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     server.run().await.map_err(|e| e.to_string())
+}
+
+/// Forgets idle rate-limit buckets now and then, off the request path.
+fn spawn_rate_limit_sweeper(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(crate::ratelimit::SWEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            state.limiter.sweep();
+        }
+    });
 }
 
 /// SIGHUP re-reads the certificate files; new handshakes use them, open connections are kept.

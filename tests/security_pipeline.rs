@@ -96,9 +96,14 @@ fn an_unauthenticated_32_mb_body_does_not_raise_memory_by_50_mb() {
 
 #[test]
 fn an_unauthenticated_8_mb_body_adds_under_4_kb_to_the_audit_log_and_health_stays_fast() {
-    let server = Server::dev();
+    let allowed = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::config_mode_with(
+        "",
+        &format!("[audit]\nallowed_dir = \"{}\"\n", allowed.path().display()),
+    );
+    server.init();
     let http = server.http();
-    let log = server.dir.join("audit.log");
+    let log = allowed.path().join("audit.log");
     let r = http.request(
         "PUT",
         "sys/audit/file",

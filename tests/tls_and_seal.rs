@@ -674,8 +674,9 @@ fn file_seal_server(prefix: &str) -> (TempDir, Proc, String) {
         tmp.path(),
         port,
         &format!(
-            "tls_disable = true\n\n[seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n[[okms.domains]]\nid = \"{OKMS_D}\"\nmount = \"secret\"\n",
-            key.display()
+            "tls_disable = true\n\n[seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n[audit]\nallowed_dir = \"{}\"\n\n[[okms.domains]]\nid = \"{OKMS_D}\"\nmount = \"secret\"\n",
+            key.display(),
+            tmp.path().join("audit").display()
         ),
     );
     let mut p = Proc::start(tmp.path(), port, config_args(&cfg));
@@ -1161,14 +1162,10 @@ fn tls_client(dir: &Path, id: Option<&str>) -> reqwest::blocking::Client {
     b.build().expect("tls client")
 }
 
-#[test]
-fn client_certificates_login_and_okms_from_rust() {
-    let tmp = tempdir("kvseal-mtls-");
-    let dir = tmp.path();
-    let d1 = "11111111-2222-4333-8444-555555555555";
-    let d2 = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
-    make_ca(dir, "ca");
-    make_ca(dir, "evil");
+/// A TLS server trusting `ca.pem` for client certificates, with OKMS domains `d1` and `d2` on
+/// `secret/`, the `[[auth.cert]]` entry `app1` (subject `CN=app1`, policy `app`), initialised.
+/// Returns the process, the base URL and the root token.
+fn mtls_server(dir: &Path, d1: &str, d2: &str) -> (Proc, String, String) {
     make_leaf(
         dir,
         "ca",
@@ -1177,31 +1174,6 @@ fn client_certificates_login_and_okms_from_rust() {
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
         "0x1001",
     );
-    make_leaf(
-        dir,
-        "ca",
-        "app1",
-        "/CN=app1",
-        &client_ext(Some(d1)),
-        "0x2001",
-    );
-    make_leaf(
-        dir,
-        "ca",
-        "nobody",
-        "/CN=nobody",
-        &client_ext(None),
-        "0x2002",
-    );
-    make_leaf(
-        dir,
-        "evil",
-        "evil-app1",
-        "/CN=app1",
-        &client_ext(Some(d1)),
-        "0x3001",
-    );
-
     let port = free_port();
     let key = dir.join("seal.key");
     let extra = format!(
@@ -1237,14 +1209,50 @@ fn client_certificates_login_and_okms_from_rust() {
             .ok()
             .map(|r| r.status().as_u16())
     });
-    let anon = Api::with_client(anon_client, &base, "");
-    let r = anon.expect(
+    let r = Api::with_client(anon_client, &base, "").expect(
         "PUT",
         "sys/init",
         Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
         200,
     );
     let root = r.json["root_token"].as_str().expect("root").to_string();
+    (p, base, root)
+}
+
+#[test]
+fn client_certificates_login_and_okms_from_rust() {
+    let tmp = tempdir("kvseal-mtls-");
+    let dir = tmp.path();
+    let d1 = "11111111-2222-4333-8444-555555555555";
+    let d2 = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+    make_ca(dir, "ca");
+    make_ca(dir, "evil");
+    make_leaf(
+        dir,
+        "ca",
+        "app1",
+        "/CN=app1",
+        &client_ext(Some(d1)),
+        "0x2001",
+    );
+    make_leaf(
+        dir,
+        "ca",
+        "nobody",
+        "/CN=nobody",
+        &client_ext(None),
+        "0x2002",
+    );
+    make_leaf(
+        dir,
+        "evil",
+        "evil-app1",
+        "/CN=app1",
+        &client_ext(Some(d1)),
+        "0x3001",
+    );
+    let (mut p, base, root) = mtls_server(dir, d1, d2);
+    let anon = Api::with_client(tls_client(dir, None), &base, "");
     let rooted = Api::with_client(tls_client(dir, None), &base, &root);
     rooted.expect(
         "PUT",
@@ -1381,4 +1389,80 @@ fn client_certificates_login_and_okms_from_rust() {
     let (s, _, t) = okms(&c_app1, "GET", d1, "secret", None);
     assert_eq!(s, 200, "{t}");
     p.assert_alive();
+}
+
+/// The DER of an OCTET STRING holding what the old DER scanner took for a UPN otherName: the UPN
+/// OID, `[0]`, a UTF8String `value`. As `openssl x509 -extfile` `DER:` syntax.
+fn smuggled_upn_ext(value: &str) -> String {
+    let mut inner = vec![0x0c, value.len() as u8];
+    inner.extend_from_slice(value.as_bytes());
+    let mut v = vec![
+        0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03, 0xa0,
+    ];
+    v.push(inner.len() as u8);
+    v.extend(inner);
+    let mut der = vec![0x04, v.len() as u8];
+    der.extend(v);
+    let hex: Vec<String> = der.iter().map(|b| format!("{b:02x}")).collect();
+    format!("1.3.6.1.4.1.99999.1=DER:{}\n", hex.join(":"))
+}
+
+/// Security review finding 12: certificates are parsed, not scanned. A domain restriction cannot be
+/// lifted by a UPN-looking value in another extension, and a subject with an extra CN does not match
+/// the `CN=app1` identity.
+#[test]
+fn attack_certificates_gain_nothing() {
+    let tmp = tempdir("kvseal-mtls-attack-");
+    let dir = tmp.path();
+    let d1 = "11111111-2222-4333-8444-555555555555";
+    let d2 = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+    make_ca(dir, "ca");
+    make_leaf(
+        dir,
+        "ca",
+        "smuggler",
+        "/CN=app1",
+        &format!(
+            "{}{}",
+            client_ext(Some(d1)),
+            smuggled_upn_ext("okms.domain:*")
+        ),
+        "0x4001",
+    );
+    make_leaf(
+        dir,
+        "ca",
+        "stacked",
+        "/CN=evil/CN=app1",
+        &client_ext(None),
+        "0x4002",
+    );
+    let (p, base, root) = mtls_server(dir, d1, d2);
+    Api::with_client(tls_client(dir, None), &base, &root).expect(
+        "PUT",
+        "sys/policies/acl/app",
+        Some(&json!({"policy": "path \"secret/*\" { capabilities = [\"create\",\"read\",\"update\",\"list\"] }"})),
+        204,
+    );
+    // (client certificate, method, URL path, expected status)
+    let cases = [
+        ("smuggler", "GET", format!("/api/{d1}/v2/secret"), 200),
+        ("smuggler", "GET", format!("/api/{d2}/v2/secret"), 403),
+        ("smuggler", "POST", "/v1/auth/cert/login".to_string(), 200),
+        ("stacked", "GET", format!("/api/{d1}/v2/secret"), 401),
+        ("stacked", "POST", "/v1/auth/cert/login".to_string(), 400),
+    ];
+    for (cert, method, path, want) in cases {
+        let client = tls_client(dir, Some(cert));
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = client.request(m, format!("{base}{path}"));
+        if method == "POST" {
+            rb = rb.json(&json!({}));
+        }
+        let r = rb.send().expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().unwrap_or_default();
+        assert_eq!(status, want, "{cert} {method} {path}: {text}");
+    }
+    drop(p);
 }

@@ -55,7 +55,7 @@ impl Exchange {
             operation: operation.to_string(),
             path: path.to_string(),
             remote: crate::app::client_ip(req)
-                .map(|a| a.to_string())
+                .map(|ip| ip.to_string())
                 .unwrap_or_default(),
             token,
             accessor: entry.map(|e| e.accessor.clone()),

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::error::{EngineError, EngineResult};
 use super::{Engine, Memory};
-use crate::audit::{AuditDevice, AuditError};
+use crate::audit::{AuditDevice, AuditError, OpenMode};
 use crate::crypto::{Key32, Keyring};
 use crate::storage::audit_rows::{self, AuditRow};
 
@@ -38,7 +38,14 @@ fn open_devices(keyring: &Keyring, rows: Vec<AuditRow>) -> EngineResult<Vec<Arc<
     for r in rows {
         let salt = open_salt(keyring, &r.name, &r.salt)?;
         let options: Map<String, Value> = serde_json::from_str(&r.options).unwrap_or_default();
-        match AuditDevice::open(&r.name, &r.kind, &r.description, options, salt, false) {
+        match AuditDevice::open(
+            &r.name,
+            &r.kind,
+            &r.description,
+            options,
+            salt,
+            OpenMode::Restore,
+        ) {
             Ok(d) => devices.push(Arc::new(d)),
             Err(e) => {
                 // A device that cannot be restored would let requests go unaudited: refuse to
@@ -77,6 +84,15 @@ impl Engine {
             .clone()
     }
 
+    /// Sets `[audit] allowed_dir`, the only directory under which `sys/audit` may create file
+    /// devices (none: only `stdout` and `discard`). Set once at start-up.
+    pub fn set_audit_allowed_dir(&self, dir: Option<std::path::PathBuf>) {
+        *self
+            .audit_allowed_dir
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = dir;
+    }
+
     /// The stored devices, opened with `keyring` (at unseal).
     pub(super) fn load_audit(&self, keyring: &Keyring) -> EngineResult<Arc<Vec<Arc<AuditDevice>>>> {
         let rows = self.store.read(audit_rows::list)?;
@@ -102,7 +118,15 @@ impl Engine {
             )));
         }
         let salt = Key32::random();
-        AuditDevice::open(name, kind, description, options.clone(), salt.clone(), true).map_err(
+        let allowed_dir = self
+            .audit_allowed_dir
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mode = OpenMode::Enable {
+            allowed_dir: allowed_dir.as_deref(),
+        };
+        AuditDevice::open(name, kind, description, options.clone(), salt.clone(), mode).map_err(
             |e| match e {
                 AuditError::Invalid(m) => EngineError::Invalid(m),
                 other => EngineError::Invalid(other.to_string()),

@@ -84,6 +84,8 @@ pub struct Engine {
     /// was no longer stored, and the next start could not unseal.
     admin: Arc<tokio::sync::Mutex<()>>,
     rewrap: rewrap::RewrapState,
+    /// `[audit] allowed_dir`: where audit devices enabled through the API may write files.
+    audit_allowed_dir: RwLock<Option<std::path::PathBuf>>,
     /// Token entries by hash (invalidated by every token change).
     token_cache: cache::GenCache<Vec<u8>, crate::storage::token_rows::TokenRow>,
     /// Certificate identities (`[[auth.cert]]`): cert logins and their renewals read them.
@@ -117,6 +119,7 @@ impl Engine {
             unseal_progress: Mutex::new(Vec::new()),
             admin: Arc::new(tokio::sync::Mutex::new(())),
             rewrap: rewrap::RewrapState::default(),
+            audit_allowed_dir: RwLock::new(None),
             token_cache: cache::GenCache::default(),
             cert_roles: Default::default(),
         };

@@ -26,8 +26,10 @@ pub enum VaultError {
     UnsupportedOperation,
     /// 413.
     TooLarge,
-    /// 429 for the path.
-    TooManyRequests(String),
+    /// 408: the body did not arrive within `http_read_timeout`; the connection is closed.
+    RequestTimeout,
+    /// 429 for the path, with `Retry-After` in seconds.
+    TooManyRequests(String, u64),
     /// 415 for PATCH without `application/merge-patch+json`.
     UnsupportedMediaType(String),
     /// 503 while sealed or uninitialised.
@@ -94,6 +96,10 @@ impl VaultError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 vec!["http: request body too large".into()],
             ),
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                vec!["timed out reading the request body".into()],
+            ),
             Self::UnsupportedMediaType(ct) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 vec![format!(
@@ -102,7 +108,7 @@ impl VaultError {
             ),
             Self::Sealed => (StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".into()]),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, vec![m.clone()]),
-            Self::TooManyRequests(path) => (
+            Self::TooManyRequests(path, _) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 vec![format!("request path {path:?}: rate limit quota exceeded")],
             ),
@@ -115,8 +121,19 @@ impl VaultError {
     pub fn render(&self) -> HttpResponse {
         let (status, errors) = self.status_and_messages();
         let body = serde_json::json!({ "errors": errors });
-        HttpResponse::build(status)
-            .insert_header(("Content-Type", "application/json"))
+        let mut resp = HttpResponse::build(status);
+        match self {
+            // The rest of a late body may still come: the connection cannot be reused.
+            Self::RequestTimeout => {
+                resp.force_close();
+            }
+            // As Vault's rate limit quotas: when the client may try again.
+            Self::TooManyRequests(_, secs) => {
+                resp.insert_header(("Retry-After", secs.to_string()));
+            }
+            _ => {}
+        }
+        resp.insert_header(("Content-Type", "application/json"))
             .body(body.to_string())
     }
 }

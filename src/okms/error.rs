@@ -46,8 +46,10 @@ pub enum OkmsError {
     MethodNotAllowed,
     /// 413.
     TooLarge,
-    /// 429: too many unauthenticated or failed requests from this client.
-    TooManyRequests,
+    /// 408: the body did not arrive within `http_read_timeout`; the connection is closed.
+    RequestTimeout,
+    /// 429: too many unauthenticated or failed requests from this client; `Retry-After` in seconds.
+    TooManyRequests(u64),
     /// 503 while sealed or uninitialised.
     Sealed,
     /// 503 while storage cannot take writes.
@@ -117,7 +119,13 @@ impl OkmsError {
                 8,
                 "request body too large".into(),
             ),
-            Self::TooManyRequests => (
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                Category::Argument,
+                13,
+                "timed out reading the request body".into(),
+            ),
+            Self::TooManyRequests(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 Category::TooManyRequests,
                 11,
@@ -166,7 +174,22 @@ impl OkmsError {
 
     /// The one function that renders an OKMS error.
     pub fn render(&self, request_id: &str) -> HttpResponse {
-        json_response(self.status(), &self.body(request_id))
+        let mut resp = json_response(self.status(), &self.body(request_id));
+        match self {
+            // The rest of a late body may still come: the connection cannot be reused.
+            Self::RequestTimeout => resp
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close),
+            // As Vault's rate limit quotas: when the client may try again.
+            Self::TooManyRequests(secs) => {
+                resp.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(*secs),
+                );
+            }
+            _ => {}
+        }
+        resp
     }
 }
 

@@ -67,9 +67,10 @@ impl From<Refusal> for OkmsError {
         match r {
             Refusal::Unauthenticated => Self::Unauthorized,
             Refusal::Forbidden => Self::Forbidden,
-            Refusal::TooManyRequests(_) => Self::TooManyRequests,
+            Refusal::TooManyRequests(_, secs) => Self::TooManyRequests(secs),
             Refusal::TooLarge => Self::TooLarge,
             Refusal::BodyRead(m) => Self::bad(format!("error reading the request body: {m}")),
+            Refusal::BodyTimeout => Self::RequestTimeout,
             Refusal::Json(m) | Refusal::BadBody(m) => {
                 Self::bad(format!("invalid request body: {m}"))
             }

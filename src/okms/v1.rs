@@ -35,7 +35,8 @@ impl From<VaultError> for OkmsError {
             VaultError::NamespaceNotFound => Self::NotFound("namespace not found".into()),
             VaultError::UnsupportedOperation => Self::MethodNotAllowed,
             VaultError::TooLarge => Self::TooLarge,
-            VaultError::TooManyRequests(_) => Self::TooManyRequests,
+            VaultError::RequestTimeout => Self::RequestTimeout,
+            VaultError::TooManyRequests(_, secs) => Self::TooManyRequests(secs),
             VaultError::UnsupportedMediaType(ct) => Self::BadRequest(format!(
                 "PATCH requires Content-Type application/merge-patch+json or application/json, provided {ct}"
             )),

@@ -43,11 +43,14 @@ pub enum Refusal {
     Unauthenticated,
     /// Authenticated, but the declared checks do not hold.
     Forbidden,
-    /// The client's rate budget is spent; the request path is named in Vault's message.
-    TooManyRequests(String),
+    /// The client's rate budget is spent: the request path (named in Vault's message) and the
+    /// seconds until the budget allows another request (`Retry-After`).
+    TooManyRequests(String, u64),
     TooLarge,
-    /// The body could not be read (the connection broke, or it did not arrive in time).
+    /// The body could not be read (the connection broke).
     BodyRead(String),
+    /// The body did not arrive within `http_read_timeout` (408, and the connection is closed).
+    BodyTimeout,
     /// The body is over a JSON limit (depth, entries, elements, string length).
     Json(String),
     /// The body is not what the route takes (not JSON, not an object).
@@ -184,7 +187,7 @@ async fn admit_and_handle<A: Api>(
         return Err(refuse(
             audit,
             None,
-            Refusal::TooManyRequests(audit_path.clone()),
+            Refusal::TooManyRequests(audit_path.clone(), state.limiter.retry_after_secs()),
         ));
     }
     let caller = if public {
@@ -199,7 +202,7 @@ async fn admit_and_handle<A: Api>(
             if state.limiter.take(ip) {
                 r
             } else {
-                Refusal::TooManyRequests(audit_path.clone())
+                Refusal::TooManyRequests(audit_path.clone(), state.limiter.retry_after_secs())
             }
         };
         let identity = match app::token_of(req).filter(|t| !t.is_empty()) {
@@ -239,6 +242,7 @@ async fn admit_and_handle<A: Api>(
         Ok(b) => b,
         Err(BodyError::TooLarge) => return Err(refuse(audit, caller_id, Refusal::TooLarge)),
         Err(BodyError::Read(m)) => return Err(refuse(audit, caller_id, Refusal::BodyRead(m))),
+        Err(BodyError::TimedOut) => return Err(refuse(audit, caller_id, Refusal::BodyTimeout)),
     };
     if let Err(m) = json_limits::check(&body, &app::json_limits()) {
         return Err(refuse(audit, caller_id, Refusal::Json(m)));

@@ -13,7 +13,7 @@ use openssl::ssl::{
 };
 
 pub use devcert::{generate_dev_certs, DevCerts};
-pub use peer::PeerCertificate;
+pub use peer::{parse_dn, PeerCertificate};
 
 /// The listener's TLS settings.
 #[derive(Clone, Debug)]

@@ -56,9 +56,10 @@ impl From<Refusal> for VaultError {
             // Vault answers a missing or bad token exactly like a missing capability, so nothing
             // tells which paths exist.
             Refusal::Unauthenticated | Refusal::Forbidden => Self::PermissionDenied,
-            Refusal::TooManyRequests(path) => Self::TooManyRequests(path),
+            Refusal::TooManyRequests(path, secs) => Self::TooManyRequests(path, secs),
             Refusal::TooLarge => Self::TooLarge,
             Refusal::BodyRead(m) => Self::bad(format!("error reading request body: {m}")),
+            Refusal::BodyTimeout => Self::RequestTimeout,
             Refusal::Json(m) => Self::bad(format!("failed to parse JSON input: {m}")),
             Refusal::BadBody(m) => Self::bad(m),
             Refusal::Sealed => Self::Sealed,

@@ -9,6 +9,7 @@ async fn audit_log_hashes_secrets_and_blocks_when_it_cannot_write() {
     let h = harness().await;
     let logdir = h.dir.join("audit");
     std::fs::create_dir_all(&logdir).unwrap();
+    h.engine.set_audit_allowed_dir(Some(logdir.clone()));
     let log = logdir.join("audit.log");
     let r = h
         .put(

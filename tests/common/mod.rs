@@ -108,6 +108,10 @@ pub struct Server {
     extra_args: Vec<String>,
     /// Set for [`Server::config_mode_tls`].
     tls: Option<TlsConfig>,
+    /// Extra TOML lines for the `[listener]` table (config mode).
+    listener_extra: String,
+    /// Extra TOML tables appended to the config file (config mode).
+    tables_extra: String,
 }
 
 impl Server {
@@ -140,6 +144,8 @@ impl Server {
             spawn_count: 0,
             extra_args: Vec::new(),
             tls: None,
+            listener_extra: String::new(),
+            tables_extra: String::new(),
         })
     }
 
@@ -172,6 +178,8 @@ impl Server {
             spawn_count: 0,
             extra_args: extra.iter().map(|a| a.to_string()).collect(),
             tls: None,
+            listener_extra: String::new(),
+            tables_extra: String::new(),
         };
         s.spawn();
         s.wait_ready(&[200]);
@@ -181,6 +189,11 @@ impl Server {
     /// Spawns `kvseal server --config FILE` on a fresh temp dir. The server
     /// starts uninitialised (health 501); call [`Server::init`] next.
     pub fn config_mode() -> Server {
+        Server::config_mode_with("", "")
+    }
+
+    /// [`Server::config_mode`] with extra `[listener]` lines and extra tables in the config file.
+    pub fn config_mode_with(listener_extra: &str, tables_extra: &str) -> Server {
         let tmp = tempfile::Builder::new()
             .prefix("kvseal-cfg-")
             .tempdir()
@@ -200,6 +213,8 @@ impl Server {
             spawn_count: 0,
             extra_args: Vec::new(),
             tls: None,
+            listener_extra: listener_extra.to_string(),
+            tables_extra: tables_extra.to_string(),
         };
         s.spawn();
         s.wait_ready(&[501, 200]);
@@ -224,6 +239,8 @@ impl Server {
             spawn_count: 0,
             tls: Some(tls),
             extra_args: Vec::new(),
+            listener_extra: String::new(),
+            tables_extra: String::new(),
         };
         s.spawn();
         s.wait_ready(&[501, 200]);
@@ -269,11 +286,13 @@ impl Server {
             None => ("tls_disable = true", ""),
         };
         let cfg = format!(
-            "[listener]\naddress = \"127.0.0.1:{port}\"\n{listener}\n\n\
+            "[listener]\naddress = \"127.0.0.1:{port}\"\n{listener}\n{}\n\n\
              [storage]\npath = \"{}\"\n\n\
-             [seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n{tables}\n",
+             [seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n{tables}\n{}\n",
+            self.listener_extra,
             self.storage_dir().display(),
-            self.key_file().display()
+            self.key_file().display(),
+            self.tables_extra
         );
         fs::write(self.config_file(), cfg).expect("write config");
     }
