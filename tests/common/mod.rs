@@ -198,37 +198,21 @@ impl Server {
             .prefix("kvseal-cfg-")
             .tempdir()
             .expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        fs::create_dir_all(dir.join("logs")).expect("mkdir logs");
-        fs::create_dir_all(dir.join("storage")).expect("mkdir storage");
-        fs::create_dir_all(dir.join("keys")).expect("mkdir keys");
-        let mut s = Server {
-            addr: String::new(),
-            host_port: String::new(),
-            token: String::new(),
-            mode: Mode::Config,
-            child: None,
-            tmp: Some(tmp),
-            dir,
-            spawn_count: 0,
-            extra_args: Vec::new(),
-            tls: None,
-            listener_extra: listener_extra.to_string(),
-            tables_extra: tables_extra.to_string(),
-        };
+        let mut s = Server::config_in(tmp, None);
+        s.listener_extra = listener_extra.to_string();
+        s.tables_extra = tables_extra.to_string();
         s.spawn();
         s.wait_ready(&[501, 200]);
         s
     }
 
-    /// Like [`Server::config_mode`], over TLS with the settings in `tls` (the temp dir is `dir`, so
-    /// certificates made there before live as long as the server).
-    pub fn config_mode_tls(tmp: TempDir, tls: TlsConfig) -> Server {
+    /// A config-mode server (not yet spawned) whose files live in `tmp`.
+    fn config_in(tmp: TempDir, tls: Option<TlsConfig>) -> Server {
         let dir = tmp.path().to_path_buf();
         for sub in ["logs", "storage", "keys"] {
             fs::create_dir_all(dir.join(sub)).expect("mkdir");
         }
-        let mut s = Server {
+        Server {
             addr: String::new(),
             host_port: String::new(),
             token: String::new(),
@@ -237,11 +221,17 @@ impl Server {
             tmp: Some(tmp),
             dir,
             spawn_count: 0,
-            tls: Some(tls),
             extra_args: Vec::new(),
+            tls,
             listener_extra: String::new(),
             tables_extra: String::new(),
-        };
+        }
+    }
+
+    /// Like [`Server::config_mode`], over TLS with the settings in `tls` (the temp dir is `dir`, so
+    /// certificates made there before live as long as the server).
+    pub fn config_mode_tls(tmp: TempDir, tls: TlsConfig) -> Server {
+        let mut s = Server::config_in(tmp, Some(tls));
         s.spawn();
         s.wait_ready(&[501, 200]);
         s
