@@ -2,7 +2,7 @@
 policy write/read/list/delete, `bao login` with a limited token, and the
 `kv patch` fallback to read+write when the token lacks `patch`.
 
-Contract: /work/shared/spec/vault-kv2-wire.md §2 (CLI sequences) and §3.
+Contract: ../shared/spec/vault-kv2-wire.md §2 (CLI sequences) and §3.
 `bao login` stores the token in $HOME/.vault-token: those tests run with a
 HOME of their own (tmp_path) so the session's CLI home stays clean.
 """

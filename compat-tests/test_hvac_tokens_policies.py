@@ -1,7 +1,7 @@
 """hvac: the token store (auth/token/*), ACL policies (sys/policies/acl,
 legacy sys/policy), capabilities, and ACL enforcement on the kv-v2 mount.
 
-Contract: /work/shared/spec/vault-kv2-wire.md §2 and §3. Where Vault and
+Contract: ../shared/spec/vault-kv2-wire.md §2 and §3. Where Vault and
 OpenBao differ, Vault wins; assertions that only hold for one target branch
 on TARGET. OpenBao adds fields to some responses (policy reads, role reads):
 their absence is never asserted.

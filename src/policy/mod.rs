@@ -3,7 +3,7 @@
 //! The behaviour follows HashiCorp Vault's `vault/policy.go` (parsing, capability bits, legacy
 //! `policy =` shorthand) and `vault/acl.go` (rule merging and the matching order), with OpenBao's
 //! `internal/vault/policy/{policy,acl}.go` as a second reading of the same code. See
-//! `/work/shared/spec/vault-kv2-wire.md` §3 "ACL policies" for the contract.
+//! `../shared/spec/vault-kv2-wire.md` §3 "ACL policies" for the contract.
 //!
 //! - [`parse`] turns policy text into a [`Policy`] (a list of path rules);
 //! - [`Acl::new`] compiles the policies of one token into a matcher;
