@@ -16,6 +16,10 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+mod common;
+
+use common::pki::{make_ca, make_leaf, tls_client};
+
 const BIN: &str = env!("CARGO_BIN_EXE_kvseal");
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// The OKMS domain the config-mode servers of this file serve (backed by `secret/`).
@@ -1047,91 +1051,6 @@ fn audit_log_hashes_secrets_and_fails_closed() {
 // ------------------------------------------------------------------------------------------------
 // 5. Client certificates from Rust (reqwest with a rustls identity): auth/cert/login and OKMS.
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`name.pem`, `name-key.pem`).
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}-key.pem"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=kvseal test {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-/// A leaf `name.pem`/`name-key.pem` signed by `ca`, with extensions `ext`.
-fn make_leaf(dir: &Path, ca: &str, name: &str, subj: &str, ext: &str, serial: &str) {
-    fs::write(dir.join(format!("{name}.ext")), ext).expect("ext");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}-key.pem"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            subj,
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}-key.pem"),
-            "-set_serial",
-            serial,
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
 fn client_ext(domain: Option<&str>) -> String {
     let mut s = String::from(
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
@@ -1144,26 +1063,6 @@ fn client_ext(domain: Option<&str>) -> String {
     s
 }
 
-fn identity(dir: &Path, name: &str) -> reqwest::Identity {
-    let mut pem = fs::read(dir.join(format!("{name}.pem"))).expect("cert");
-    pem.extend(fs::read(dir.join(format!("{name}-key.pem"))).expect("key"));
-    reqwest::Identity::from_pem(&pem).expect("identity")
-}
-
-fn tls_client(dir: &Path, id: Option<&str>) -> reqwest::blocking::Client {
-    let ca =
-        reqwest::Certificate::from_pem(&fs::read(dir.join("ca.pem")).expect("ca")).expect("ca pem");
-    let mut b = reqwest::blocking::Client::builder()
-        .add_root_certificate(ca)
-        .timeout(Duration::from_secs(10));
-    if let Some(n) = id {
-        b = b.identity(identity(dir, n));
-    }
-    b.build().expect("tls client")
-}
-
-/// A TLS server trusting `ca.pem` for client certificates, with OKMS domains `d1` and `d2` on
-/// `secret/`, the `[[auth.cert]]` entry `app1` (subject `CN=app1`, policy `app`), initialised.
 /// Returns the process, the base URL and the root token.
 fn mtls_server(dir: &Path, d1: &str, d2: &str) -> (Proc, String, String) {
     make_leaf(
