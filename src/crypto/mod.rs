@@ -20,7 +20,17 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::engine::error::EngineError;
+/// Why a sealed value did not open. Deliberately without detail: a caller learns that the bytes are
+/// not what was sealed, never which part differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The ciphertext, its nonce or its associated data is not what was sealed, or the key is wrong.
+    #[error("stored data failed authentication")]
+    Authentication,
+    /// The sealed value names a key the keyring does not have.
+    #[error("stored data names an unknown key")]
+    UnknownKey,
+}
 
 pub mod shamir;
 
@@ -96,9 +106,9 @@ fn open_with(
     nonce: &[u8],
     ciphertext: &[u8],
     aad: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     if nonce.len() != 24 {
-        return Err(EngineError::Crypto);
+        return Err(CryptoError::Authentication);
     }
     key.cipher()
         .decrypt(
@@ -109,7 +119,7 @@ fn open_with(
             },
         )
         .map(Zeroizing::new)
-        .map_err(|_| EngineError::Crypto)
+        .map_err(|_| CryptoError::Authentication)
 }
 
 /// HMAC-SHA256 under a 32-byte key. The key is zero-padded to SHA-256's 64-byte block, which is
@@ -142,12 +152,12 @@ impl B64Key {
         Self(Zeroizing::new(B64.encode(key.0)))
     }
 
-    fn key(&self) -> Result<Key32, EngineError> {
+    fn key(&self) -> Result<Key32, CryptoError> {
         let mut bytes = Zeroizing::new([0u8; 48]);
         let n = B64
             .decode_slice(self.0.as_bytes(), &mut bytes[..])
-            .map_err(|_| EngineError::Crypto)?;
-        Key32::from_slice(&bytes[..n]).ok_or(EngineError::Crypto)
+            .map_err(|_| CryptoError::Authentication)?;
+        Key32::from_slice(&bytes[..n]).ok_or(CryptoError::Authentication)
     }
 }
 
@@ -198,11 +208,11 @@ impl Keyring {
 
     /// The key for new writes: the newest. A keyring is never empty (`generate` makes one key and
     /// `open_under` refuses an empty one), but this stays an error rather than a panic.
-    fn active(&self) -> Result<(u32, &Key32), EngineError> {
+    fn active(&self) -> Result<(u32, &Key32), CryptoError> {
         self.keys
             .last()
             .map(|(id, key, _)| (*id, key))
-            .ok_or(EngineError::Crypto)
+            .ok_or(CryptoError::Authentication)
     }
 
     /// The id (Vault's "term") of the key that seals new writes, and when it was installed.
@@ -226,7 +236,7 @@ impl Keyring {
     }
 
     /// Seals a value; returns the key id to store beside it.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(u32, Sealed), EngineError> {
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(u32, Sealed), CryptoError> {
         let (id, key) = self.active()?;
         Ok((id, seal_with(key, plaintext, aad)))
     }
@@ -237,13 +247,13 @@ impl Keyring {
         nonce: &[u8],
         ciphertext: &[u8],
         aad: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let key = self
             .keys
             .iter()
             .find(|(id, _, _)| *id == key_id)
             .map(|(_, k, _)| k)
-            .ok_or(EngineError::Crypto)?;
+            .ok_or(CryptoError::UnknownKey)?;
         open_with(key, nonce, ciphertext, aad)
     }
 
@@ -278,19 +288,19 @@ impl Keyring {
     }
 
     /// Opens a stored keyring; a wrong root key fails here (the server then stays sealed).
-    pub fn open_under(root: &Key32, blob: &[u8]) -> Result<Self, EngineError> {
+    pub fn open_under(root: &Key32, blob: &[u8]) -> Result<Self, CryptoError> {
         if blob.len() < 24 {
-            return Err(EngineError::Crypto);
+            return Err(CryptoError::Authentication);
         }
         let json = open_with(root, &blob[..24], &blob[24..], KEYRING_AAD)?;
         let stored: StoredKeyring =
-            serde_json::from_slice(&json).map_err(|_| EngineError::Crypto)?;
+            serde_json::from_slice(&json).map_err(|_| CryptoError::Authentication)?;
         let mut keys = Vec::new();
         for k in &stored.keys {
             keys.push((k.id, k.key.key()?, k.created_ns));
         }
         if keys.is_empty() {
-            return Err(EngineError::Crypto);
+            return Err(CryptoError::Authentication);
         }
         Ok(Self {
             keys,
@@ -308,12 +318,12 @@ pub fn seal_root_key(seal_key: &Key32, root: &Key32) -> Vec<u8> {
 }
 
 /// Opens the stored root key; a wrong seal key fails here.
-pub fn open_root_key(seal_key: &Key32, blob: &[u8]) -> Result<Key32, EngineError> {
+pub fn open_root_key(seal_key: &Key32, blob: &[u8]) -> Result<Key32, CryptoError> {
     if blob.len() < 24 {
-        return Err(EngineError::Crypto);
+        return Err(CryptoError::Authentication);
     }
     let bytes = open_with(seal_key, &blob[..24], &blob[24..], ROOT_KEY_AAD)?;
-    Key32::from_slice(&bytes).ok_or(EngineError::Crypto)
+    Key32::from_slice(&bytes).ok_or(CryptoError::Authentication)
 }
 
 /// Decodes an unseal key or share given as text, in hex or in base64 (Vault's `sys/unseal` takes

@@ -8,8 +8,39 @@ use serde_json::{Map, Value};
 use super::error::{EngineError, EngineResult};
 use super::{Engine, Memory};
 use crate::audit::{AuditDevice, AuditError, OpenMode};
+use super::barrier;
 use crate::crypto::{Key32, Keyring};
-use crate::storage::audit_rows::{self, AuditRow};
+use crate::storage::{ReadTx, WriteTx};
+
+/// The name of the sealed audit device table (one record, as Vault's `core/audit`).
+pub(super) const AUDIT_DOC: &str = "audit_devices";
+
+/// A stored audit device; `salt` is sealed under the keyring on its own too (schema 1 kept it so).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+pub(super) struct AuditRow {
+    pub name: String,
+    pub kind: String,
+    pub description: String,
+    pub options: String,
+    pub salt: Vec<u8>,
+}
+
+fn read_rows(tx: &dyn ReadTx, keyring: &Keyring) -> EngineResult<(Vec<u8>, Vec<AuditRow>)> {
+    barrier::require_doc(tx, keyring, AUDIT_DOC)
+}
+
+/// Changes the device table with `change`, stores it, and returns it as committed.
+fn change_rows(
+    tx: &dyn WriteTx,
+    keyring: &Keyring,
+    change: impl FnOnce(&mut Vec<AuditRow>),
+) -> EngineResult<Vec<AuditRow>> {
+    let (old, mut rows) = read_rows(tx, keyring)?;
+    change(&mut rows);
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    barrier::write_doc(tx, keyring, AUDIT_DOC, Some(&old), &rows)?;
+    Ok(rows)
+}
 
 fn salt_aad(name: &str) -> Vec<u8> {
     format!("kvseal/audit-salt/{name}").into_bytes()
@@ -25,7 +56,7 @@ fn seal_salt(keyring: &Keyring, name: &str, salt: &Key32) -> EngineResult<Vec<u8
 
 fn open_salt(keyring: &Keyring, name: &str, blob: &[u8]) -> EngineResult<Key32> {
     if blob.len() < 28 {
-        return Err(EngineError::Crypto);
+        return Err(EngineError::Corrupt(format!("the salt of audit device {name:?}")));
     }
     let key_id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
     let plain = keyring.open(key_id, &blob[4..28], &blob[28..], &salt_aad(name))?;
@@ -95,7 +126,7 @@ impl Engine {
 
     /// The stored devices, opened with `keyring` (at unseal).
     pub(super) fn load_audit(&self, keyring: &Keyring) -> EngineResult<Arc<Vec<Arc<AuditDevice>>>> {
-        let rows = self.store.read(audit_rows::list)?;
+        let (_, rows) = self.store.read(|tx| read_rows(tx, keyring))?;
         Ok(Arc::new(open_devices(keyring, rows)?))
     }
 
@@ -141,10 +172,7 @@ impl Engine {
         };
         self.admin_write(
             guard,
-            move |c| {
-                audit_rows::insert(c, &row)?;
-                audit_rows::list(c)
-            },
+            move |tx| change_rows(tx, &keyring, |rows| rows.push(row)),
             install_devices,
         )
         .await
@@ -153,14 +181,11 @@ impl Engine {
     /// Disables a device; a missing one is not an error.
     pub async fn disable_audit(&self, name: &str) -> EngineResult<()> {
         let guard = self.admin_lock().await;
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let n = name.to_string();
         self.admin_write(
             guard,
-            move |c| {
-                audit_rows::delete(c, &n)?;
-                audit_rows::list(c)
-            },
+            move |tx| change_rows(tx, &keyring, |rows| rows.retain(|r| r.name != n)),
             install_devices,
         )
         .await

@@ -3,6 +3,9 @@
 
 use thiserror::Error;
 
+use crate::crypto::CryptoError;
+use crate::storage::StorageError;
+
 #[derive(Debug, Error)]
 pub enum EngineError {
     /// The key, version or mount does not exist.
@@ -32,6 +35,10 @@ pub enum EngineError {
     /// A stored ciphertext failed to open (tampering, wrong key). Never shows any plaintext.
     #[error("stored data failed authentication")]
     Crypto,
+    /// A stored record failed authentication or is not what kvseal wrote: it is not served. The
+    /// message names the record (never its contents).
+    #[error("stored record failed authentication: {0}")]
+    Corrupt(String),
     /// The storage layer failed. The message names the operation, never a secret value.
     #[error("storage error: {0}")]
     Storage(String),
@@ -47,15 +54,24 @@ impl EngineError {
     }
 }
 
-impl From<rusqlite::Error> for EngineError {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode as C;
-        match e.sqlite_error_code() {
-            Some(
-                C::DiskFull | C::ReadOnly | C::SystemIoFailure | C::CannotOpen | C::DatabaseBusy,
-            ) => Self::Unavailable(e.to_string()),
-            _ => Self::Storage(e.to_string()),
+impl From<StorageError> for EngineError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Unavailable(m) => Self::Unavailable(m),
+            StorageError::Corrupt(m) => Self::Corrupt(m),
+            // Exact with one writer; a backend with several reports the lost race, and the client
+            // retries as it would after any check-and-set failure.
+            StorageError::Conflict => {
+                Self::Unavailable("the record changed concurrently; retry".into())
+            }
+            StorageError::Other(m) => Self::Storage(m),
         }
+    }
+}
+
+impl From<CryptoError> for EngineError {
+    fn from(_: CryptoError) -> Self {
+        Self::Crypto
     }
 }
 

@@ -1,12 +1,12 @@
 //! The KV v2 rules: versions, check-and-set, pruning, delete-after, soft delete, destroy, metadata.
 //! Every rule follows `hashicorp/vault-plugin-secrets-kv` (see `../shared/spec/vault-kv2-wire.md` §1).
-//! Each write runs as one job on the storage writer thread, so a read-modify-write (check-and-set) is
-//! atomic.
+//! A key's metadata and version timeline are one sealed record; each write reads it, changes it and
+//! stores it back with a conditional write (`WriteTx::put_secret`), so check-and-set and "create
+//! only" are decided by the transaction, whatever backend runs it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rusqlite::Connection;
 use serde_json::{Map, Value};
 
 use super::clock::Nanos;
@@ -16,9 +16,11 @@ use super::model::{
     VersionMeta, VersionOp, VersionRead, VersionState, WriteOutcome,
 };
 use super::path::{FolderPath, SecretPath};
+use super::barrier::{self, Place};
+use super::mounts::mount_in;
 use super::Engine;
 use crate::crypto::{version_aad, Keyring};
-use crate::storage::rows;
+use crate::storage::{ReadTx, SealedRow, VersionBlob, WriteTx};
 
 /// The number of versions kept: `max(key, mount)`, or 10 when both are 0. (Vault's docs say the key
 /// setting overrides the mount's; its code has used the larger of the two since 2018, and clients see
@@ -100,34 +102,101 @@ pub fn validate_custom_metadata(m: &BTreeMap<String, String>) -> EngineResult<()
     }
 }
 
-fn mount_in(c: &Connection, id: i64) -> EngineResult<Mount> {
-    rows::get_mount(c, id)?.ok_or(EngineError::NotFound)
+/// A key's metadata record as stored: the sealed row (to replace it conditionally) and what it holds.
+pub(super) type Stored = (SealedRow, SecretRecord);
+
+/// Reads and opens a key's record.
+pub(super) fn load_secret(
+    tx: &dyn ReadTx,
+    keyring: &Keyring,
+    mount_id: i64,
+    path: &str,
+) -> EngineResult<Option<Stored>> {
+    let Some(row) = tx.get_secret(mount_id, path)? else {
+        return Ok(None);
+    };
+    let rec = open_secret(keyring, mount_id, path, &row)?;
+    Ok(Some((row, rec)))
 }
 
+/// Opens a key's sealed record found at (`mount_id`, `path`).
+pub(super) fn open_secret(
+    keyring: &Keyring,
+    mount_id: i64,
+    path: &str,
+    row: &SealedRow,
+) -> EngineResult<SecretRecord> {
+    let id = mount_id.to_be_bytes();
+    let keys: [&[u8]; 2] = [&id, path.as_bytes()];
+    let place = Place {
+        table: "secrets",
+        keys: &keys,
+    };
+    let what = || format!("metadata of {path:?} in mount {mount_id}");
+    barrier::open(keyring, &place, row, &what)
+}
+
+/// Seals and stores a key's record if the stored one is still `old` (`None`: if there is none).
+pub(super) fn save_secret(
+    tx: &dyn WriteTx,
+    keyring: &Keyring,
+    mount_id: i64,
+    path: &str,
+    old: Option<&SealedRow>,
+    rec: &SecretRecord,
+) -> EngineResult<()> {
+    let id = mount_id.to_be_bytes();
+    let keys: [&[u8]; 2] = [&id, path.as_bytes()];
+    let place = Place {
+        table: "secrets",
+        keys: &keys,
+    };
+    let row = barrier::seal(keyring, &place, rec)?;
+    tx.put_secret(mount_id, path, old, &row)?;
+    Ok(())
+}
+
+/// Opens the data of a version the timeline says is kept: a missing row is tampering (the timeline
+/// is the sealed truth of which versions exist).
 pub(super) fn decrypt(
     keyring: &Keyring,
-    c: &Connection,
+    tx: &dyn ReadTx,
     mount_id: i64,
     path: &str,
     version: u64,
 ) -> EngineResult<Map<String, Value>> {
-    let (key_id, nonce, ct) =
-        rows::get_blob(c, mount_id, path, version)?.ok_or(EngineError::NotFound)?;
-    let plain = keyring.open(key_id, &nonce, &ct, &version_aad(mount_id, path, version))?;
-    serde_json::from_slice(&plain).map_err(|_| EngineError::Crypto)
+    let what = || format!("version {version} of {path:?} in mount {mount_id}");
+    let blob = tx.get_version(mount_id, path, version)?.ok_or_else(|| {
+        tracing::error!(record = %what(), "a stored version listed by its key's metadata is missing");
+        EngineError::Corrupt(format!("{} is missing", what()))
+    })?;
+    let fail = || {
+        tracing::error!(record = %what(), "a stored record failed authentication; not served");
+        EngineError::Corrupt(what())
+    };
+    let plain = keyring
+        .open(
+            blob.key_id,
+            &blob.nonce,
+            &blob.ciphertext,
+            &version_aad(mount_id, path, version),
+        )
+        .map_err(|_| fail())?;
+    serde_json::from_slice(&plain).map_err(|_| fail())
 }
 
-/// Adds a version on the writer thread: the shared core of write and patch.
+/// Adds a version to `rec` (the shared core of write and patch): seals and stores its data, prunes
+/// what `max_versions` no longer keeps. The caller stores `rec`.
 fn add_version(
-    c: &Connection,
+    tx: &dyn WriteTx,
     keyring: &Keyring,
     mount: &Mount,
     path: &str,
-    meta: Option<SecretMeta>,
+    rec: &mut SecretRecord,
     data: &Map<String, Value>,
     now: Nanos,
-) -> EngineResult<WriteOutcome> {
-    let mut meta = meta.unwrap_or_else(|| SecretMeta::new(now));
+) -> EngineResult<VersionMeta> {
+    let meta = &mut rec.meta;
     meta.current_version += 1;
     meta.updated = now;
     let version = VersionMeta {
@@ -144,25 +213,26 @@ fn add_version(
         serde_json::to_vec(data).map_err(|e| EngineError::invalid(e.to_string()))?,
     );
     let (key_id, sealed) = keyring.seal(&plain, &version_aad(mount.id, path, version.version))?;
-    rows::insert_version(
-        c,
+    tx.insert_version(
         mount.id,
         path,
-        &version,
-        &(key_id, sealed.nonce, sealed.ciphertext),
+        version.version,
+        &VersionBlob {
+            key_id,
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+        },
     )?;
+    rec.versions.push(version.clone());
     // Prune on write only (lowering max_versions takes effect at the next write, as in Vault).
     let max = effective_max_versions(meta.max_versions, mount.kv.max_versions);
     if meta.current_version - meta.oldest_version >= max {
         let to_delete = meta.current_version - max;
-        rows::prune_versions(c, mount.id, path, to_delete)?;
+        tx.delete_versions_upto(mount.id, path, to_delete)?;
         meta.oldest_version = to_delete + 1;
+        rec.versions.retain(|v| v.version > to_delete);
     }
-    rows::put_meta(c, mount.id, path, &meta)?;
-    Ok(WriteOutcome {
-        version,
-        custom_metadata: meta.custom_metadata,
-    })
+    Ok(version)
 }
 
 /// Applies an RFC 7396 merge patch to custom metadata (a `null` value removes a key).
@@ -209,11 +279,11 @@ impl Engine {
 
     /// Reads key metadata and its versions (one snapshot).
     pub fn read_metadata(&self, mount: &Mount, path: &SecretPath) -> EngineResult<SecretRecord> {
-        self.kv_mount_check(mount)?;
-        self.store.read(|c| {
-            let meta = rows::get_meta(c, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
-            let versions = rows::list_versions(c, mount.id, path.as_str())?;
-            Ok(SecretRecord { meta, versions })
+        let keyring = self.kv_mount_check(mount)?;
+        self.store.read(|tx| {
+            load_secret(tx, &keyring, mount.id, path.as_str())?
+                .map(|(_, rec)| rec)
+                .ok_or(EngineError::NotFound)
         })
     }
 
@@ -227,25 +297,26 @@ impl Engine {
     ) -> EngineResult<VersionRead> {
         let keyring = self.kv_mount_check(mount)?;
         let now = self.clock.now();
-        self.store.read(|c| {
-            let meta = rows::get_meta(c, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
+        self.store.read(|tx| {
+            let (_, rec) =
+                load_secret(tx, &keyring, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
             let v = match version {
-                None | Some(0) => meta.current_version,
+                None | Some(0) => rec.meta.current_version,
                 Some(v) => v,
             };
-            let vm = rows::get_version_meta(c, mount.id, path.as_str(), v)?
-                .ok_or(EngineError::NotFound)?;
+            let vm = rec.version(v).cloned().ok_or(EngineError::NotFound)?;
+            let custom_metadata = rec.meta.custom_metadata;
             if vm.state(now) != VersionState::Active {
                 return Ok(VersionRead::Gone {
                     version: vm,
-                    custom_metadata: meta.custom_metadata,
+                    custom_metadata,
                 });
             }
-            let data = decrypt(&keyring, c, mount.id, path.as_str(), v)?;
+            let data = decrypt(&keyring, tx, mount.id, path.as_str(), v)?;
             Ok(VersionRead::Data {
                 data,
                 version: vm,
-                custom_metadata: meta.custom_metadata,
+                custom_metadata,
             })
         })
     }
@@ -294,18 +365,27 @@ impl Engine {
         }
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         self.store
-            .write(move |c| {
-                let mount = mount_in(c, mount_id)?;
-                let existing = rows::get_meta(c, mount_id, path.as_str())?;
+            .write(move |tx| {
+                let mount = mount_in(tx, &keyring, mount_id)?;
+                let existing = load_secret(tx, &keyring, mount_id, path.as_str())?;
                 if req.create_only && existing.is_some() {
                     return Err(EngineError::AlreadyExists);
                 }
                 if req.update_only && existing.is_none() {
                     return Err(EngineError::NotFound);
                 }
-                let mut meta = existing.unwrap_or_else(|| SecretMeta::new(now));
+                let (old, mut rec) = match existing {
+                    Some((row, rec)) => (Some(row), rec),
+                    None => (
+                        None,
+                        SecretRecord {
+                            meta: SecretMeta::new(now),
+                            versions: Vec::new(),
+                        },
+                    ),
+                };
                 if let Some(update) = req.meta {
-                    apply_meta_update(&mut meta, update);
+                    apply_meta_update(&mut rec.meta, update);
                 }
                 let version = match &req.data {
                     Some(data) => {
@@ -314,22 +394,27 @@ impl Engine {
                         if !req.create_only {
                             check_cas(
                                 req.cas,
-                                meta.current_version,
-                                mount.kv.cas_required || meta.cas_required,
+                                rec.meta.current_version,
+                                mount.kv.cas_required || rec.meta.cas_required,
                             )?;
                         }
-                        let out =
-                            add_version(c, &keyring, &mount, path.as_str(), Some(meta), data, now)?;
-                        meta = rows::get_meta(c, mount_id, path.as_str())?
-                            .ok_or(EngineError::NotFound)?;
-                        Some(out.version)
+                        Some(add_version(
+                            tx,
+                            &keyring,
+                            &mount,
+                            path.as_str(),
+                            &mut rec,
+                            data,
+                            now,
+                        )?)
                     }
-                    None => {
-                        rows::put_meta(c, mount_id, path.as_str(), &meta)?;
-                        None
-                    }
+                    None => None,
                 };
-                Ok(PutOutcome { meta, version })
+                save_secret(tx, &keyring, mount_id, path.as_str(), old.as_ref(), &rec)?;
+                Ok(PutOutcome {
+                    meta: rec.meta,
+                    version,
+                })
             })
             .await
     }
@@ -345,30 +430,27 @@ impl Engine {
         let keyring = self.kv_mount_check(mount)?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         self.store
-            .write(move |c| {
-                let mount = mount_in(c, mount_id)?;
-                let Some(meta) = rows::get_meta(c, mount_id, path.as_str())? else {
+            .write(move |tx| {
+                let mount = mount_in(tx, &keyring, mount_id)?;
+                let Some((old, mut rec)) = load_secret(tx, &keyring, mount_id, path.as_str())?
+                else {
                     return Ok(PatchOutcome::Missing);
                 };
                 check_cas(
                     cas,
-                    meta.current_version,
-                    mount.kv.cas_required || meta.cas_required,
+                    rec.meta.current_version,
+                    mount.kv.cas_required || rec.meta.cas_required,
                 )?;
-                let versions = rows::list_versions(c, mount_id, path.as_str())?;
-                let Some(current) = versions
-                    .into_iter()
-                    .find(|v| v.version == meta.current_version)
-                else {
+                let Some(current) = rec.version(rec.meta.current_version).cloned() else {
                     return Ok(PatchOutcome::Missing);
                 };
                 if current.state(now) != VersionState::Active {
                     return Ok(PatchOutcome::Gone {
                         version: current,
-                        custom_metadata: meta.custom_metadata,
+                        custom_metadata: rec.meta.custom_metadata,
                     });
                 }
-                let data = decrypt(&keyring, c, mount_id, path.as_str(), current.version)?;
+                let data = decrypt(&keyring, tx, mount_id, path.as_str(), current.version)?;
                 let mut doc = Value::Object(data);
                 json_patch::merge(&mut doc, &patch);
                 let Value::Object(merged) = doc else {
@@ -376,8 +458,13 @@ impl Engine {
                         "the patched data is not a JSON object",
                     ));
                 };
-                add_version(c, &keyring, &mount, path.as_str(), Some(meta), &merged, now)
-                    .map(PatchOutcome::Written)
+                let version =
+                    add_version(tx, &keyring, &mount, path.as_str(), &mut rec, &merged, now)?;
+                save_secret(tx, &keyring, mount_id, path.as_str(), Some(&old), &rec)?;
+                Ok(PatchOutcome::Written(WriteOutcome {
+                    version,
+                    custom_metadata: rec.meta.custom_metadata,
+                }))
             })
             .await
     }
@@ -385,20 +472,23 @@ impl Engine {
     /// Soft-deletes the latest version (`DELETE data/<path>`). A missing key, or a latest version
     /// already deleted or destroyed, is a no-op.
     pub async fn delete_latest(&self, mount: &Mount, path: &SecretPath) -> EngineResult<()> {
-        self.kv_mount_check(mount)?;
+        let keyring = self.kv_mount_check(mount)?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         self.store
-            .write(move |c| {
-                let Some(meta) = rows::get_meta(c, mount_id, path.as_str())? else {
+            .write(move |tx| {
+                let Some((old, mut rec)) = load_secret(tx, &keyring, mount_id, path.as_str())?
+                else {
                     return Ok(());
                 };
-                let versions = rows::list_versions(c, mount_id, path.as_str())?;
-                if let Some(v) = versions.iter().find(|v| v.version == meta.current_version) {
-                    if v.state(now) == VersionState::Active {
-                        rows::set_deletion(c, mount_id, path.as_str(), v.version, Some(now))?;
-                    }
+                let current = rec.meta.current_version;
+                let Some(v) = rec.versions.iter_mut().find(|v| v.version == current) else {
+                    return Ok(());
+                };
+                if v.state(now) != VersionState::Active {
+                    return Ok(());
                 }
-                Ok(())
+                v.deletion_time = Some(now);
+                save_secret(tx, &keyring, mount_id, path.as_str(), Some(&old), &rec)
             })
             .await
     }
@@ -412,36 +502,39 @@ impl Engine {
         op: VersionOp,
         numbers: Vec<u64>,
     ) -> EngineResult<()> {
-        self.kv_mount_check(mount)?;
+        let keyring = self.kv_mount_check(mount)?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         self.store
-            .write(move |c| {
-                let mount = mount_in(c, mount_id)?;
-                let Some(meta) = rows::get_meta(c, mount_id, path.as_str())? else {
+            .write(move |tx| {
+                let mount = mount_in(tx, &keyring, mount_id)?;
+                let Some((old, mut rec)) = load_secret(tx, &keyring, mount_id, path.as_str())?
+                else {
                     return Ok(());
                 };
-                let versions = rows::list_versions(c, mount_id, path.as_str())?;
+                let key_dva = rec.meta.delete_version_after;
+                let mut changed = false;
                 for n in numbers {
-                    let Some(v) = versions.iter().find(|v| v.version == n) else {
+                    let Some(v) = rec.versions.iter_mut().find(|v| v.version == n) else {
                         continue;
                     };
                     match op {
                         VersionOp::Delete if v.state(now) == VersionState::Active => {
-                            rows::set_deletion(c, mount_id, path.as_str(), n, Some(now))?;
+                            v.deletion_time = Some(now);
                         }
                         VersionOp::Undelete if !v.destroyed => {
-                            let dt = deletion_time(
-                                now,
-                                mount.kv.delete_version_after,
-                                meta.delete_version_after,
-                            );
-                            rows::set_deletion(c, mount_id, path.as_str(), n, dt)?;
+                            v.deletion_time =
+                                deletion_time(now, mount.kv.delete_version_after, key_dva);
                         }
                         VersionOp::Destroy if !v.destroyed => {
-                            rows::destroy_version(c, mount_id, path.as_str(), n)?;
+                            v.destroyed = true;
+                            tx.delete_version(mount_id, path.as_str(), n)?;
                         }
-                        _ => {}
+                        _ => continue,
                     }
+                    changed = true;
+                }
+                if changed {
+                    save_secret(tx, &keyring, mount_id, path.as_str(), Some(&old), &rec)?;
                 }
                 Ok(())
             })
@@ -456,16 +549,24 @@ impl Engine {
         path: &SecretPath,
         update: MetaUpdate,
     ) -> EngineResult<bool> {
-        self.kv_mount_check(mount)?;
+        let keyring = self.kv_mount_check(mount)?;
         validate_meta_update(&update)?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         self.store
-            .write(move |c| {
-                let mount = mount_in(c, mount_id)?;
-                let mut meta = rows::get_meta(c, mount_id, path.as_str())?
-                    .unwrap_or_else(|| SecretMeta::new(now));
-                apply_meta_update(&mut meta, update.clone());
-                rows::put_meta(c, mount_id, path.as_str(), &meta)?;
+            .write(move |tx| {
+                let mount = mount_in(tx, &keyring, mount_id)?;
+                let (old, mut rec) = match load_secret(tx, &keyring, mount_id, path.as_str())? {
+                    Some((row, rec)) => (Some(row), rec),
+                    None => (
+                        None,
+                        SecretRecord {
+                            meta: SecretMeta::new(now),
+                            versions: Vec::new(),
+                        },
+                    ),
+                };
+                apply_meta_update(&mut rec.meta, update.clone());
+                save_secret(tx, &keyring, mount_id, path.as_str(), old.as_ref(), &rec)?;
                 Ok(update.cas_required == Some(false) && mount.kv.cas_required)
             })
             .await
@@ -480,21 +581,21 @@ impl Engine {
         update: MetaUpdate,
         custom_patch: Option<Map<String, Value>>,
     ) -> EngineResult<()> {
-        self.kv_mount_check(mount)?;
+        let keyring = self.kv_mount_check(mount)?;
         validate_meta_update(&update)?;
         let (mount_id, path) = (mount.id, path.clone());
         self.store
-            .write(move |c| {
-                let mut meta =
-                    rows::get_meta(c, mount_id, path.as_str())?.ok_or(EngineError::NotFound)?;
+            .write(move |tx| {
+                let (old, mut rec) = load_secret(tx, &keyring, mount_id, path.as_str())?
+                    .ok_or(EngineError::NotFound)?;
                 let mut update = update;
                 if let Some(p) = &custom_patch {
-                    let merged = merge_custom(meta.custom_metadata.clone(), p)?;
+                    let merged = merge_custom(rec.meta.custom_metadata.clone(), p)?;
                     validate_custom_metadata(&merged)?;
                     update.custom_metadata = Some(merged);
                 }
-                apply_meta_update(&mut meta, update);
-                rows::put_meta(c, mount_id, path.as_str(), &meta)
+                apply_meta_update(&mut rec.meta, update);
+                save_secret(tx, &keyring, mount_id, path.as_str(), Some(&old), &rec)
             })
             .await
     }
@@ -504,7 +605,10 @@ impl Engine {
         self.kv_mount_check(mount)?;
         let (mount_id, path) = (mount.id, path.clone());
         self.store
-            .write(move |c| rows::delete_secret(c, mount_id, path.as_str()))
+            .write(move |tx| {
+                tx.delete_secret(mount_id, path.as_str())?;
+                Ok(())
+            })
             .await
     }
 
@@ -520,14 +624,15 @@ impl Engine {
         self.kv_mount_check(mount)?;
         let keys = self
             .store
-            .read(|c| rows::list_children(c, mount.id, folder.as_str(), after, limit))?;
+            .read(|tx| tx.list_children(mount.id, folder.as_str(), after, limit))?;
         Ok(ListPage { keys })
     }
 
-    /// Whether a key (its metadata) exists: the create-vs-update distinction of Vault's ACLs.
+    /// Whether a key (its metadata) exists: the create-vs-update distinction of Vault's ACLs. Only
+    /// the row's presence is read: a record that would fail to open is the handler's to report.
     pub fn secret_exists(&self, mount: &Mount, path: &SecretPath) -> EngineResult<bool> {
         self.store
-            .read(|c| Ok(rows::get_meta(c, mount.id, path.as_str())?.is_some()))
+            .read(|tx| Ok(tx.get_secret(mount.id, path.as_str())?.is_some()))
     }
 }
 

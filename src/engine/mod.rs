@@ -2,11 +2,13 @@
 
 mod audit;
 pub mod backup;
+mod barrier;
 mod cache;
 pub mod clock;
 pub mod duration;
 pub mod error;
 mod kv;
+mod migrate_v1;
 pub mod model;
 mod mounts;
 pub mod path;
@@ -16,6 +18,7 @@ pub mod seal;
 mod states;
 #[cfg(test)]
 mod tests_admin;
+mod token_entry;
 mod token_roles;
 pub mod tokens;
 pub mod ttl;
@@ -23,7 +26,7 @@ pub mod ttl;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::crypto::{Key32, Keyring};
-use crate::storage::{rows, Store};
+use crate::storage::{Store, WriteTx};
 use clock::Clock;
 use error::{EngineError, EngineResult};
 use model::Mount;
@@ -87,7 +90,7 @@ pub struct Engine {
     /// `[audit] allowed_dir`: where audit devices enabled through the API may write files.
     audit_allowed_dir: RwLock<Option<std::path::PathBuf>>,
     /// Token entries by hash (invalidated by every token change).
-    token_cache: cache::GenCache<Vec<u8>, crate::storage::token_rows::TokenRow>,
+    token_cache: cache::GenCache<Vec<u8>, tokens::TokenRow>,
     /// Certificate identities (`[[auth.cert]]`): cert logins and their renewals read them.
     cert_roles: tokens::CertRoles,
 }
@@ -97,18 +100,13 @@ impl Engine {
     /// that does not open the stored keys leaves it sealed (503), never serving garbage. With the
     /// Shamir seal it starts sealed until `sys/unseal` has enough shares.
     pub fn open(store: Store, seal_mode: SealMode, clock: Clock) -> EngineResult<Self> {
-        let initialized = store
-            .read(|c| rows::get_fact(c, seal::KEYRING_FACT))?
-            .is_some();
+        let initialized = seal::is_initialized(&store)?;
         if initialized {
             seal::check_mode(&store, &seal_mode)?;
         }
-        let mounts = store.read(rows::load_mounts)?;
-        let policy_cache = policies::load_cache(&store)?;
+        // Mounts and policies are sealed: they are loaded at unseal.
         let mem = Memory {
             initialized: RwLock::new(initialized),
-            mounts: RwLock::new(Arc::new(mounts)),
-            policies: RwLock::new(policy_cache),
             ..Default::default()
         };
         let engine = Self {
@@ -161,7 +159,7 @@ impl Engine {
     async fn admin_write<R: Send + 'static, T: Send + 'static>(
         &self,
         guard: tokio::sync::OwnedMutexGuard<()>,
-        change: impl FnOnce(&rusqlite::Connection) -> EngineResult<R> + Send + 'static,
+        change: impl FnOnce(&dyn WriteTx) -> EngineResult<R> + Send + 'static,
         apply: impl FnOnce(&Memory, R) -> EngineResult<T> + Send + 'static,
     ) -> EngineResult<T> {
         let mem = Arc::clone(&self.mem);
@@ -177,23 +175,12 @@ impl Engine {
     /// Keeps the writer busy for `ms` milliseconds (tests of the request deadline).
     #[cfg(test)]
     pub fn stall_writer(&self, ms: u64) {
-        let store_writer = self.store.writer().clone();
-        std::thread::spawn(move || {
-            let _ = store_writer.submit_blocking(move |_| {
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-                Ok(())
-            });
-        });
+        self.store.stall_writer(ms);
     }
 
     /// Limits the database's size in pages (tests use it to make the disk "full" without a disk).
     #[cfg(test)]
     pub async fn set_max_page_count(&self, pages: u64) -> EngineResult<()> {
-        self.store
-            .write(move |c| {
-                c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
-                Ok(())
-            })
-            .await
+        Ok(self.store.set_max_page_count(pages).await?)
     }
 }

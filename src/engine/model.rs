@@ -8,11 +8,13 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::clock::Nanos;
 use super::path::MountPath;
 
 /// The KV engine's per-mount settings (`<mount>/config`, OKMS `secretConfig`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvConfig {
     /// 0 = unset (the effective default is 10).
     pub max_versions: u32,
@@ -25,7 +27,7 @@ pub struct KvConfig {
 }
 
 /// A secrets engine mount.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Mount {
     pub id: i64,
     pub path: MountPath,
@@ -78,7 +80,7 @@ pub struct KvConfigUpdate {
 }
 
 /// Key-level metadata.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SecretMeta {
     pub created: Nanos,
     pub updated: Nanos,
@@ -109,7 +111,7 @@ impl SecretMeta {
 }
 
 /// One version's metadata.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionMeta {
     pub version: u64,
     pub created: Nanos,
@@ -137,8 +139,9 @@ impl VersionMeta {
     }
 }
 
-/// Key metadata together with its versions (ascending).
-#[derive(Clone, Debug)]
+/// Key metadata together with its version timeline (ascending): one sealed record in storage, so
+/// that a version row deleted, moved or added behind kvseal's back is detected, not dropped or served.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SecretRecord {
     pub meta: SecretMeta,
     pub versions: Vec<VersionMeta>,

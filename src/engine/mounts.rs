@@ -8,8 +8,10 @@ use super::clock::Nanos;
 use super::error::{EngineError, EngineResult};
 use super::model::{KvConfig, KvConfigUpdate, Mount, MountSpec, MountTune};
 use super::path::MountPath;
+use super::barrier;
 use super::{Engine, Memory};
-use crate::storage::rows;
+use crate::crypto::Keyring;
+use crate::storage::{ReadTx, WriteTx};
 
 /// Top-level paths that belong to kvseal itself, as in Vault.
 const RESERVED: [&str; 4] = ["sys/", "auth/", "cubbyhole/", "identity/"];
@@ -55,6 +57,46 @@ fn kv_version_of(options: &std::collections::BTreeMap<String, String>) -> Result
             "invalid KV version {other:?}: must be 1 or 2"
         ))),
     }
+}
+
+/// The name of the sealed mount table (one record, as Vault's `core/mounts`).
+pub(super) const MOUNTS_DOC: &str = "mounts";
+
+/// The mount table as stored: the mounts, and the next id (ids are never reused: they are bound
+/// into every record's associated data).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+pub(super) struct MountTable {
+    pub next_id: i64,
+    pub mounts: Vec<Mount>,
+}
+
+/// Reads and opens the mount table; the stored bytes come back for a conditional replace.
+pub(super) fn read_table(tx: &dyn ReadTx, keyring: &Keyring) -> EngineResult<(Vec<u8>, MountTable)> {
+    barrier::require_doc(tx, keyring, MOUNTS_DOC)
+}
+
+/// Changes the mount table with `change` and stores it; returns the mounts as committed.
+fn change_table(
+    tx: &dyn WriteTx,
+    keyring: &Keyring,
+    change: impl FnOnce(&mut MountTable) -> EngineResult<()>,
+) -> EngineResult<Vec<Mount>> {
+    let (old, mut table) = read_table(tx, keyring)?;
+    change(&mut table)?;
+    table.mounts.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+    barrier::write_doc(tx, keyring, MOUNTS_DOC, Some(&old), &table)?;
+    Ok(table.mounts)
+}
+
+/// A mount as stored now, read in the transaction (not from memory, which may be behind a change
+/// committed in the same group).
+pub(super) fn mount_in(tx: &dyn ReadTx, keyring: &Keyring, id: i64) -> EngineResult<Mount> {
+    read_table(tx, keyring)?
+        .1
+        .mounts
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or(EngineError::NotFound)
 }
 
 /// Replaces the mount table in memory with the committed one.
@@ -176,23 +218,28 @@ impl Engine {
                 )));
             }
         }
-        let record = new_mount_record(spec, path, kv_version, self.clock.now());
+        let mut record = new_mount_record(spec, path, kv_version, self.clock.now());
+        let keyring = self.keyring()?;
         self.admin_write(
             guard,
-            move |c| {
-                // Checked again in the transaction: the table in memory is what was committed
-                // last, and this is what will be.
-                if rows::load_mounts(c)?.iter().any(|m| {
-                    m.path.as_str().starts_with(record.path.as_str())
-                        || record.path.as_str().starts_with(m.path.as_str())
-                }) {
-                    return Err(EngineError::invalid(format!(
-                        "path is already in use at {}",
-                        record.path.as_str()
-                    )));
-                }
-                rows::insert_mount(c, &record)?;
-                rows::load_mounts(c)
+            move |tx| {
+                change_table(tx, &keyring, |table| {
+                    // Checked again in the transaction: the table in memory is what was committed
+                    // last, and this is what will be.
+                    if table.mounts.iter().any(|m| {
+                        m.path.as_str().starts_with(record.path.as_str())
+                            || record.path.as_str().starts_with(m.path.as_str())
+                    }) {
+                        return Err(EngineError::invalid(format!(
+                            "path is already in use at {}",
+                            record.path.as_str()
+                        )));
+                    }
+                    record.id = table.next_id;
+                    table.next_id += 1;
+                    table.mounts.push(record);
+                    Ok(())
+                })
             },
             install_mounts,
         )
@@ -202,16 +249,20 @@ impl Engine {
     /// Disables a mount and deletes everything in it. A missing mount is not an error (Vault: 204).
     pub async fn disable_mount(&self, path: &MountPath) -> EngineResult<()> {
         let guard = self.admin_lock().await;
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let Some(m) = self.mount_by_path(path) else {
             return Ok(());
         };
         let id = m.id;
         self.admin_write(
             guard,
-            move |c| {
-                rows::delete_mount(c, id)?;
-                rows::load_mounts(c)
+            move |tx| {
+                let mounts = change_table(tx, &keyring, |table| {
+                    table.mounts.retain(|m| m.id != id);
+                    Ok(())
+                })?;
+                tx.delete_mount_data(id)?;
+                Ok(mounts)
             },
             install_mounts,
         )
@@ -222,15 +273,19 @@ impl Engine {
     /// enable-versioning`); going back from 2 to 1 is refused, as in Vault.
     pub async fn tune_mount(&self, path: &MountPath, tune: MountTune) -> EngineResult<()> {
         let guard = self.admin_lock().await;
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let id = self.mount_by_path(path).ok_or(EngineError::NotFound)?.id;
         self.admin_write(
             guard,
-            move |c| {
-                let mut m = rows::get_mount(c, id)?.ok_or(EngineError::NotFound)?;
-                apply_tune(&mut m, tune)?;
-                rows::update_mount(c, &m)?;
-                rows::load_mounts(c)
+            move |tx| {
+                change_table(tx, &keyring, |table| {
+                    let m = table
+                        .mounts
+                        .iter_mut()
+                        .find(|m| m.id == id)
+                        .ok_or(EngineError::NotFound)?;
+                    apply_tune(m, tune)
+                })
             },
             install_mounts,
         )
@@ -250,24 +305,29 @@ impl Engine {
     /// for the whole mount and is stored as -1 (it reads back as `"-1s"`).
     pub async fn set_kv_config(&self, mount: &Mount, update: KvConfigUpdate) -> EngineResult<()> {
         let guard = self.admin_lock().await;
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let id = mount.id;
         self.admin_write(
             guard,
-            move |c| {
-                let mut m = rows::get_mount(c, id)?.ok_or(EngineError::NotFound)?;
-                if let Some(v) = update.max_versions {
-                    m.kv.max_versions = v;
-                }
-                if let Some(v) = update.cas_required {
-                    m.kv.cas_required = v;
-                }
-                if let Some(v) = update.delete_version_after {
-                    m.kv.delete_version_after = if v < 0 { -1 } else { v };
-                    m.kv.delete_version_after_text = update.delete_version_after_text;
-                }
-                rows::update_mount(c, &m)?;
-                rows::load_mounts(c)
+            move |tx| {
+                change_table(tx, &keyring, |table| {
+                    let m = table
+                        .mounts
+                        .iter_mut()
+                        .find(|m| m.id == id)
+                        .ok_or(EngineError::NotFound)?;
+                    if let Some(v) = update.max_versions {
+                        m.kv.max_versions = v;
+                    }
+                    if let Some(v) = update.cas_required {
+                        m.kv.cas_required = v;
+                    }
+                    if let Some(v) = update.delete_version_after {
+                        m.kv.delete_version_after = if v < 0 { -1 } else { v };
+                        m.kv.delete_version_after_text = update.delete_version_after_text;
+                    }
+                    Ok(())
+                })
             },
             install_mounts,
         )

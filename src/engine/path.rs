@@ -124,6 +124,21 @@ impl MountPath {
     }
 }
 
+/// Stored as its text; read back through [`MountPath::parse`], so a stored path is held to the rules of
+/// a new one.
+impl serde::Serialize for MountPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MountPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        MountPath::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Debug for MountPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MountPath({:?})", self.0)

@@ -1,29 +1,60 @@
 //! ACL policies as stored objects: CRUD, the built-in `root` and `default`, and the compiled ACL of a
 //! token. Parsing and matching live in `crate::policy`; this is the storage and caching around it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use super::barrier;
 use super::error::{EngineError, EngineResult};
 use super::{Engine, Identity, Memory};
+use crate::crypto::Keyring;
 use crate::policy::{self, Acl, Policy};
-use crate::storage::token_rows::{self as rows, Named};
+use crate::storage::{ReadTx, WriteTx};
 
-/// Parsed policies by name (the `default` policy included once it is stored).
-pub type PolicyCache = HashMap<String, Arc<Policy>>;
+/// Parsed policies by name (the `default` policy included once it is stored), and the names of
+/// stored policies that could not be parsed: a token holding one of those is refused as a whole (a
+/// broken `deny` must not turn into more access).
+#[derive(Default)]
+pub struct PolicyCache {
+    pub parsed: HashMap<String, Arc<Policy>>,
+    pub broken: HashSet<String>,
+}
 
-/// Loads and parses every stored policy. A stored policy that no longer parses is left out (and
-/// logged), so it grants nothing rather than failing every request.
-pub(super) fn load_cache(store: &crate::storage::Store) -> EngineResult<PolicyCache> {
-    let stored = store.read(|c| rows::list_named(c, Named::Policies))?;
-    let mut cache = PolicyCache::new();
-    for (name, text) in stored {
+/// The name of the sealed policy table: every policy's text by name, one record.
+pub(super) const POLICIES_DOC: &str = "policies";
+
+pub(super) type PolicyTexts = BTreeMap<String, String>;
+
+pub(super) fn read_texts(tx: &dyn ReadTx, keyring: &Keyring) -> EngineResult<(Vec<u8>, PolicyTexts)> {
+    barrier::require_doc(tx, keyring, POLICIES_DOC)
+}
+
+/// Changes the policy table with `change` and stores it.
+fn change_texts(
+    tx: &dyn WriteTx,
+    keyring: &Keyring,
+    change: impl FnOnce(&mut PolicyTexts) -> bool,
+) -> EngineResult<bool> {
+    let (old, mut texts) = read_texts(tx, keyring)?;
+    if !change(&mut texts) {
+        return Ok(false);
+    }
+    barrier::write_doc(tx, keyring, POLICIES_DOC, Some(&old), &texts)?;
+    Ok(true)
+}
+
+/// Parses every stored policy (at unseal).
+pub(super) fn load_cache(tx: &dyn ReadTx, keyring: &Keyring) -> EngineResult<PolicyCache> {
+    let (_, texts) = read_texts(tx, keyring)?;
+    let mut cache = PolicyCache::default();
+    for (name, text) in texts {
         match policy::parse(&name, &text) {
             Ok(p) => {
-                cache.insert(name, Arc::new(p));
+                cache.parsed.insert(name, Arc::new(p));
             }
             Err(e) => {
-                tracing::error!(policy = %name, error = %e, "stored policy does not parse; ignored")
+                tracing::error!(policy = %name, error = %e, "stored policy does not parse; tokens holding it are refused");
+                cache.broken.insert(name);
             }
         }
     }
@@ -34,9 +65,10 @@ pub(super) fn load_cache(store: &crate::storage::Store) -> EngineResult<PolicyCa
 fn install_policy(mem: &Memory, name: String, policy: Option<Policy>) {
     {
         let mut cache = mem.policies.write().unwrap_or_else(|p| p.into_inner());
+        cache.broken.remove(&name);
         match policy {
-            Some(p) => cache.insert(name, Arc::new(p)),
-            None => cache.remove(&name),
+            Some(p) => cache.parsed.insert(name, Arc::new(p)),
+            None => cache.parsed.remove(&name),
         };
     }
     mem.acl_cache.invalidate();
@@ -47,17 +79,19 @@ impl Engine {
     /// policies existed).
     pub async fn ensure_default_policy(&self) -> EngineResult<()> {
         let guard = self.admin_lock().await;
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let parsed = policy::parse("default", policy::DEFAULT_POLICY)
             .map_err(|e| EngineError::Storage(format!("the built-in default policy: {e}")))?;
         self.admin_write(
             guard,
-            |c| {
-                if rows::get_named(c, Named::Policies, "default")?.is_some() {
-                    return Ok(false);
-                }
-                rows::put_named(c, Named::Policies, "default", policy::DEFAULT_POLICY)?;
-                Ok(true)
+            move |tx| {
+                change_texts(tx, &keyring, |texts| {
+                    if texts.contains_key("default") {
+                        return false;
+                    }
+                    texts.insert("default".into(), policy::DEFAULT_POLICY.into());
+                    true
+                })
             },
             move |mem, written| {
                 if written {
@@ -71,17 +105,19 @@ impl Engine {
 
     /// A policy's text as written. `root` has no text.
     pub fn policy_text(&self, name: &str) -> EngineResult<Option<String>> {
+        let keyring = self.keyring()?;
         self.store
-            .read(|c| rows::get_named(c, Named::Policies, name))
+            .read(|tx| Ok(read_texts(tx, &keyring)?.1.remove(name)))
     }
 
     /// Every policy name, `root` included (as Vault lists it).
     pub fn policy_names(&self) -> EngineResult<Vec<String>> {
+        let keyring = self.keyring()?;
         let mut names: Vec<String> = self
             .store
-            .read(|c| rows::list_named(c, Named::Policies))?
-            .into_iter()
-            .map(|(n, _)| n)
+            .read(|tx| read_texts(tx, &keyring))?
+            .1
+            .into_keys()
             .collect();
         names.push("root".into());
         names.sort();
@@ -97,11 +133,17 @@ impl Engine {
         }
         let parsed = policy::parse(name, text).map_err(|e| EngineError::invalid(e.to_string()))?;
         let guard = self.admin_lock().await;
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let (n, t) = (name.to_string(), text.to_string());
         self.admin_write(
             guard,
-            move |c| rows::put_named(c, Named::Policies, &n, &t).map(|()| n),
+            move |tx| {
+                change_texts(tx, &keyring, |texts| {
+                    texts.insert(n.clone(), t);
+                    true
+                })?;
+                Ok(n)
+            },
             move |mem, n| {
                 install_policy(mem, n, Some(parsed));
                 Ok(())
@@ -119,11 +161,14 @@ impl Engine {
             )));
         }
         let guard = self.admin_lock().await;
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let n = name.to_string();
         self.admin_write(
             guard,
-            move |c| rows::delete_named(c, Named::Policies, &n).map(|()| n),
+            move |tx| {
+                change_texts(tx, &keyring, |texts| texts.remove(&n).is_some())?;
+                Ok(n)
+            },
             |mem, n| {
                 install_policy(mem, n, None);
                 Ok(())
@@ -147,12 +192,19 @@ impl Engine {
             let cache = self.mem.policies.read().unwrap_or_else(|p| p.into_inner());
             let set: Vec<Policy> = names
                 .iter()
-                .filter_map(|n| cache.get(n).map(|p| (**p).clone()))
+                .filter_map(|n| cache.parsed.get(n).map(|p| (**p).clone()))
                 .collect();
             Arc::new(Acl::new(&set))
         };
         self.mem.acl_cache.insert_if(generation, key, acl.clone());
         acl
+    }
+
+    /// Whether any of `names` is a stored policy that could not be loaded: a token holding one is
+    /// refused as a whole.
+    pub(super) fn holds_broken_policy(&self, names: &[String]) -> bool {
+        let cache = self.mem.policies.read().unwrap_or_else(|p| p.into_inner());
+        !cache.broken.is_empty() && names.iter().any(|n| cache.broken.contains(n))
     }
 
     /// The ACL of the caller.

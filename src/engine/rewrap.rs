@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::error::{EngineError, EngineResult};
 use super::Engine;
 use crate::crypto::version_aad;
-use crate::storage::rows;
+use crate::storage::VersionBlob;
 
 const BATCH: usize = 256;
 
@@ -30,7 +30,7 @@ pub struct RewrapStatus {
 impl Engine {
     pub fn rewrap_status(&self) -> EngineResult<RewrapStatus> {
         let (active, _) = self.keyring()?.active_term();
-        let remaining = self.store.read(|c| rows::count_stale_versions(c, active))?;
+        let remaining = self.store.read(|tx| tx.count_stale_versions(active))?;
         Ok(RewrapStatus {
             running: self.rewrap.running.load(Ordering::SeqCst),
             rewrapped: self.rewrap.done.load(Ordering::SeqCst),
@@ -41,22 +41,25 @@ impl Engine {
     /// Re-encrypts up to one batch of versions sealed under an older key; returns how many.
     pub fn rewrap_batch(&self) -> EngineResult<usize> {
         let keyring = self.keyring()?;
-        self.store.write_blocking(move |c| {
+        self.store.write_blocking(move |tx| {
             let (active, _) = keyring.active_term();
-            let stale = rows::stale_versions(c, active, BATCH)?;
+            let stale = tx.stale_versions(active, BATCH)?;
             for s in &stale {
                 let aad = version_aad(s.mount_id, &s.path, s.version);
-                let plain = keyring.open(s.key_id, &s.nonce, &s.ciphertext, &aad)?;
+                let plain = keyring.open(s.blob.key_id, &s.blob.nonce, &s.blob.ciphertext, &aad)?;
                 let (key_id, sealed) = keyring.seal(&plain, &aad)?;
-                rows::replace_blob(
-                    c,
+                tx.replace_version_blob(
                     s.mount_id,
                     &s.path,
                     s.version,
-                    &(key_id, sealed.nonce, sealed.ciphertext),
+                    &VersionBlob {
+                        key_id,
+                        nonce: sealed.nonce,
+                        ciphertext: sealed.ciphertext,
+                    },
                 )?;
             }
-            Ok(stale.len())
+            Ok::<_, EngineError>(stale.len())
         })
     }
 

@@ -11,11 +11,10 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::error::{EngineError, EngineResult};
-use super::{model, mounts, path, tokens, Engine, Unsealed};
+use super::{barrier, model, mounts, path, policies, token_roles, tokens, Engine, Unsealed};
 use crate::crypto::{open_root_key, seal_root_key, shamir, Key32, Keyring};
 use crate::policy;
-use crate::storage::token_rows::{self, Named};
-use crate::storage::{rows, Store};
+use crate::storage::{ReadTx, Store};
 
 pub(super) const KEYRING_FACT: &str = "keyring";
 const ROOT_KEY_FACT: &str = "root_key";
@@ -80,7 +79,7 @@ pub struct InitOutput {
 }
 
 fn read_config(store: &Store) -> EngineResult<Option<SealConfig>> {
-    let raw = store.read(|c| rows::get_fact(c, SEAL_CONFIG_FACT))?;
+    let raw = store.read(|tx| tx.get_fact(SEAL_CONFIG_FACT))?;
     Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
 }
 
@@ -104,14 +103,14 @@ pub(super) fn check_mode(store: &Store, mode: &SealMode) -> EngineResult<()> {
 
 /// Whether `sys/init` has run on this store (it has a keyring).
 pub fn is_initialized(store: &Store) -> EngineResult<bool> {
-    Ok(store.read(|c| rows::get_fact(c, KEYRING_FACT))?.is_some())
+    Ok(store.read(|tx| tx.get_fact(KEYRING_FACT))?.is_some())
 }
 
 /// Opens the stored root key and keyring with `seal_key`, both read from the same connection (one
 /// snapshot, or the writer's transaction for a key change).
-fn open_stored_keys(c: &rusqlite::Connection, seal_key: &Key32) -> EngineResult<(Key32, Keyring)> {
-    let root_blob = rows::get_fact(c, ROOT_KEY_FACT)?.ok_or(EngineError::Crypto)?;
-    let ring_blob = rows::get_fact(c, KEYRING_FACT)?.ok_or(EngineError::Crypto)?;
+fn open_stored_keys(tx: &dyn ReadTx, seal_key: &Key32) -> EngineResult<(Key32, Keyring)> {
+    let root_blob = tx.get_fact(ROOT_KEY_FACT)?.ok_or(EngineError::Crypto)?;
+    let ring_blob = tx.get_fact(KEYRING_FACT)?.ok_or(EngineError::Crypto)?;
     let root = open_root_key(seal_key, &root_blob)?;
     let keyring = Keyring::open_under(&root, &ring_blob)?;
     Ok((root, keyring))
@@ -155,11 +154,25 @@ impl Engine {
         }
     }
 
-    /// Opens the stored root key and keyring with `seal_key` and keeps the keyring in memory.
+    /// Opens the stored root key and keyring with `seal_key`, seals a schema-1 store's records (once),
+    /// loads the sealed mount table, policies and audit devices, and keeps the keyring in memory.
+    /// Any of those tables failing authentication leaves the engine sealed (the log names it):
+    /// serving without its mounts, its `deny` policies or its audit devices would fail open.
     pub(super) fn unseal_with(&self, seal_key: Key32) -> EngineResult<()> {
-        let (_root, keyring) = self.store.read(|c| open_stored_keys(c, &seal_key))?;
+        let (_root, keyring) = self.store.read(|tx| open_stored_keys(tx, &seal_key))?;
         let keyring = Arc::new(keyring);
+        if self.store.needs_v1_migration()? {
+            super::migrate_v1::run(&self.store, &keyring, self.clock.now())?;
+        }
+        let (mounts, policy_cache) = self.store.read(|tx| {
+            let (_, table) = mounts::read_table(tx, &keyring)?;
+            let cache = policies::load_cache(tx, &keyring)?;
+            Ok::<_, EngineError>((table.mounts, cache))
+        })?;
         let devices = self.load_audit(&keyring)?;
+        self.mem.set_mounts(mounts);
+        *self.mem.policies.write().unwrap_or_else(|p| p.into_inner()) = policy_cache;
+        self.mem.acl_cache.invalidate();
         *self.mem.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed {
             seal_key: Some(seal_key),
             keyring: Some(keyring),
@@ -226,7 +239,8 @@ impl Engine {
             .map(tokens::Token::new)
             .unwrap_or_else(tokens::Token::generate);
         let token_row = tokens::root_token_row(&keyring, &token, now);
-        let secret_mount = mounts::new_mount_record(
+        let token_record = super::token_entry::seal_token(&keyring, &token_row)?;
+        let mut secret_mount = mounts::new_mount_record(
             model::MountSpec {
                 kind: "kv".into(),
                 description: "key/value secret storage".into(),
@@ -242,22 +256,34 @@ impl Engine {
             .map_err(|e| EngineError::Storage(format!("the built-in default policy: {e}")))?;
         let unseal_now = matches!(self.seal_mode, SealMode::File(_));
         let keyring = Arc::new(keyring);
+        let ring = Arc::clone(&keyring);
+        secret_mount.id = 1;
         self.admin_write(
             guard,
-            move |c| {
-                rows::put_fact(c, SEAL_CONFIG_FACT, &cfg_json)?;
-                rows::put_fact(c, ROOT_KEY_FACT, &root_blob)?;
-                rows::put_fact(c, KEYRING_FACT, &ring_blob)?;
-                token_rows::insert_token(c, &token_row)?;
-                token_rows::put_named(c, Named::Policies, "default", policy::DEFAULT_POLICY)?;
-                rows::insert_mount(c, &secret_mount)?;
-                rows::load_mounts(c)
+            move |tx| {
+                tx.put_fact(SEAL_CONFIG_FACT, &cfg_json)?;
+                tx.put_fact(ROOT_KEY_FACT, &root_blob)?;
+                tx.put_fact(KEYRING_FACT, &ring_blob)?;
+                tx.insert_token(&token_record)?;
+                let policies: policies::PolicyTexts =
+                    [("default".to_string(), policy::DEFAULT_POLICY.to_string())].into();
+                barrier::write_doc(tx, &ring, policies::POLICIES_DOC, None, &policies)?;
+                let roles = std::collections::BTreeMap::<String, String>::new();
+                barrier::write_doc(tx, &ring, token_roles::ROLES_DOC, None, &roles)?;
+                barrier::write_doc(tx, &ring, super::audit::AUDIT_DOC, None, &Vec::<()>::new())?;
+                let table = mounts::MountTable {
+                    next_id: 2,
+                    mounts: vec![secret_mount],
+                };
+                barrier::write_doc(tx, &ring, mounts::MOUNTS_DOC, None, &table)?;
+                Ok(table.mounts)
             },
             move |mem, mounts| {
                 mem.set_mounts(mounts);
                 mem.policies
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
+                    .parsed
                     .insert("default".into(), Arc::new(default_policy));
                 mem.acl_cache.invalidate();
                 // With the file seal the server is unsealed at once; with the Shamir seal it stays
@@ -387,10 +413,10 @@ impl Engine {
         let now = self.clock.now();
         self.admin_write(
             guard,
-            move |c| {
-                let (root, current) = open_stored_keys(c, &seal_key)?;
+            move |tx| {
+                let (root, current) = open_stored_keys(tx, &seal_key)?;
                 let next = current.rotated(now);
-                rows::put_fact(c, KEYRING_FACT, &next.seal_under(&root))?;
+                tx.put_fact(KEYRING_FACT, &next.seal_under(&root))?;
                 Ok(next)
             },
             |mem, next| {
@@ -409,11 +435,11 @@ impl Engine {
         let seal_key = self.seal_key()?;
         self.admin_write(
             guard,
-            move |c| {
-                let (_old_root, keyring) = open_stored_keys(c, &seal_key)?;
+            move |tx| {
+                let (_old_root, keyring) = open_stored_keys(tx, &seal_key)?;
                 let root = Key32::random();
-                rows::put_fact(c, ROOT_KEY_FACT, &seal_root_key(&seal_key, &root))?;
-                rows::put_fact(c, KEYRING_FACT, &keyring.seal_under(&root))?;
+                tx.put_fact(ROOT_KEY_FACT, &seal_root_key(&seal_key, &root))?;
+                tx.put_fact(KEYRING_FACT, &keyring.seal_under(&root))?;
                 Ok(keyring)
             },
             |mem, keyring| {

@@ -7,8 +7,9 @@
 use super::error::{EngineError, EngineResult};
 use super::model::{Mount, SecretMeta, VersionMeta, VersionState};
 use super::path::SecretPath;
+use super::kv::{decrypt, load_secret, open_secret, save_secret};
+use super::mounts::mount_in;
 use super::Engine;
-use crate::storage::rows;
 
 /// One entry of a flat listing: a key's path, metadata and current version (if it has one).
 #[derive(Debug)]
@@ -36,44 +37,50 @@ impl Engine {
         version: u64,
         target: VersionState,
     ) -> EngineResult<VersionMeta> {
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         self.store
-            .write(move |c| {
-                let mount = rows::get_mount(c, mount_id)?.ok_or(EngineError::NotFound)?;
-                let meta =
-                    rows::get_meta(c, mount_id, path.as_str())?.ok_or(EngineError::NotFound)?;
-                let find = |c| -> EngineResult<VersionMeta> {
-                    rows::list_versions(c, mount_id, path.as_str())?
-                        .into_iter()
-                        .find(|v| v.version == version)
-                        .ok_or(EngineError::NotFound)
-                };
-                let v = find(c)?;
-                match (v.state(now), target) {
-                    (VersionState::Destroyed, VersionState::Destroyed) => {}
+            .write(move |tx| {
+                let mount = mount_in(tx, &keyring, mount_id)?;
+                let (old, mut rec) = load_secret(tx, &keyring, mount_id, path.as_str())?
+                    .ok_or(EngineError::NotFound)?;
+                let key_dva = rec.meta.delete_version_after;
+                let v = rec
+                    .versions
+                    .iter_mut()
+                    .find(|v| v.version == version)
+                    .ok_or(EngineError::NotFound)?;
+                let changed = match (v.state(now), target) {
+                    (VersionState::Destroyed, VersionState::Destroyed) => false,
                     (VersionState::Destroyed, _) => {
                         return Err(EngineError::invalid(
                             "the version is deleted: its data is gone and its state cannot change",
                         ))
                     }
                     (_, VersionState::Destroyed) => {
-                        rows::destroy_version(c, mount_id, path.as_str(), version)?
+                        v.destroyed = true;
+                        tx.delete_version(mount_id, path.as_str(), version)?;
+                        true
                     }
                     (VersionState::Active, VersionState::Deactivated) => {
-                        rows::set_deletion(c, mount_id, path.as_str(), version, Some(now))?
+                        v.deletion_time = Some(now);
+                        true
                     }
                     (VersionState::Deactivated, VersionState::Active) => {
-                        let dt = super::kv::deletion_time(
+                        v.deletion_time = super::kv::deletion_time(
                             now,
                             mount.kv.delete_version_after,
-                            meta.delete_version_after,
+                            key_dva,
                         );
-                        rows::set_deletion(c, mount_id, path.as_str(), version, dt)?
+                        true
                     }
-                    _ => {}
+                    _ => false,
+                };
+                let after = v.clone();
+                if changed {
+                    save_secret(tx, &keyring, mount_id, path.as_str(), Some(&old), &rec)?;
                 }
-                find(c)
+                Ok(after)
             })
             .await
     }
@@ -87,15 +94,16 @@ impl Engine {
         after: Option<&str>,
         limit: usize,
     ) -> EngineResult<Vec<SecretSummary>> {
-        self.keyring()?;
-        self.store.read(|c| {
-            let page = rows::list_metas_after(c, mount.id, after.unwrap_or(""), limit)?;
+        let keyring = self.keyring()?;
+        self.store.read(|tx| {
+            let page = tx.secrets_after(mount.id, after.unwrap_or(""), limit)?;
             let mut out = Vec::with_capacity(page.len());
-            for (path, meta) in page {
-                let current = rows::get_version_meta(c, mount.id, &path, meta.current_version)?;
+            for (path, row) in page {
+                let rec = open_secret(&keyring, mount.id, &path, &row)?;
+                let current = rec.version(rec.meta.current_version).cloned();
                 out.push(SecretSummary {
                     path,
-                    meta,
+                    meta: rec.meta,
                     current,
                 });
             }
@@ -114,18 +122,18 @@ impl Engine {
     ) -> EngineResult<SecretView> {
         let keyring = self.keyring()?;
         let now = self.clock.now();
-        self.store.read(|c| {
-            let meta = rows::get_meta(c, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
-            let n = version.unwrap_or(meta.current_version);
-            let v = rows::get_version_meta(c, mount.id, path.as_str(), n)?
-                .ok_or(EngineError::NotFound)?;
+        self.store.read(|tx| {
+            let (_, rec) =
+                load_secret(tx, &keyring, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
+            let n = version.unwrap_or(rec.meta.current_version);
+            let v = rec.version(n).cloned().ok_or(EngineError::NotFound)?;
             let data = if include_data && v.state(now) == VersionState::Active {
-                Some(super::kv::decrypt(&keyring, c, mount.id, path.as_str(), n)?)
+                Some(decrypt(&keyring, tx, mount.id, path.as_str(), n)?)
             } else {
                 None
             };
             Ok(SecretView {
-                meta,
+                meta: rec.meta,
                 version: v,
                 data,
             })
@@ -140,15 +148,17 @@ impl Engine {
         after: u64,
         limit: usize,
     ) -> EngineResult<(SecretMeta, Vec<VersionMeta>)> {
-        self.keyring()?;
-        self.store.read(|c| {
-            let meta = rows::get_meta(c, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
-            let versions = rows::list_versions(c, mount.id, path.as_str())?
+        let keyring = self.keyring()?;
+        self.store.read(|tx| {
+            let (_, rec) =
+                load_secret(tx, &keyring, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
+            let versions = rec
+                .versions
                 .into_iter()
                 .filter(|v| v.version > after)
                 .take(limit)
                 .collect();
-            Ok((meta, versions))
+            Ok((rec.meta, versions))
         })
     }
 }

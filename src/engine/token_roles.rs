@@ -7,7 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, EngineResult};
 use super::Engine;
-use crate::storage::token_rows::{self as rows, Named};
+use super::barrier;
+use crate::crypto::Keyring;
+use crate::storage::ReadTx;
+
+/// The name of the sealed token-role table: every role's settings (JSON) by name, one record.
+pub(super) const ROLES_DOC: &str = "token_roles";
+
+type RoleTexts = std::collections::BTreeMap<String, String>;
+
+fn read_roles(tx: &dyn ReadTx, keyring: &Keyring) -> EngineResult<(Vec<u8>, RoleTexts)> {
+    barrier::require_doc(tx, keyring, ROLES_DOC)
+}
 
 /// A token role as stored (JSON). Fields missing from older stored roles take their defaults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -209,9 +220,10 @@ pub(super) fn resolve_policies(r: &PolicyRequest<'_>) -> EngineResult<Vec<String
 
 impl Engine {
     pub fn token_role(&self, name: &str) -> EngineResult<Option<TokenRole>> {
+        let keyring = self.keyring()?;
         let text = self
             .store
-            .read(|c| rows::get_named(c, Named::TokenRoles, name))?;
+            .read(|tx| Ok::<_, EngineError>(read_roles(tx, &keyring)?.1.remove(name)))?;
         match text {
             None => Ok(None),
             Some(t) => serde_json::from_str(&t)
@@ -223,7 +235,7 @@ impl Engine {
     /// Stores a role with its lists as Vault keeps them: allowed lists sanitised (`root` alone
     /// when present), disallowed lists deduplicated; all lower-cased and sorted.
     pub async fn put_token_role(&self, name: &str, role: &TokenRole) -> EngineResult<()> {
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let role = TokenRole {
             allowed_policies: sanitize(&role.allowed_policies, false),
             allowed_policies_glob: sanitize(&role.allowed_policies_glob, false),
@@ -236,25 +248,35 @@ impl Engine {
             serde_json::to_string(&role).map_err(|e| EngineError::Storage(e.to_string()))?,
         );
         self.store
-            .write(move |c| rows::put_named(c, Named::TokenRoles, &name, &text))
+            .write(move |tx| {
+                let (old, mut roles) = read_roles(tx, &keyring)?;
+                roles.insert(name, text);
+                barrier::write_doc(tx, &keyring, ROLES_DOC, Some(&old), &roles)
+            })
             .await
     }
 
     pub async fn delete_token_role(&self, name: &str) -> EngineResult<()> {
-        self.keyring()?;
+        let keyring = self.keyring()?;
         let name = name.to_string();
         self.store
-            .write(move |c| rows::delete_named(c, Named::TokenRoles, &name))
+            .write(move |tx| {
+                let (old, mut roles) = read_roles(tx, &keyring)?;
+                if roles.remove(&name).is_none() {
+                    return Ok(());
+                }
+                barrier::write_doc(tx, &keyring, ROLES_DOC, Some(&old), &roles)
+            })
             .await
     }
 
     pub fn token_role_names(&self) -> EngineResult<Vec<String>> {
-        self.keyring()?;
+        let keyring = self.keyring()?;
         Ok(self
             .store
-            .read(|c| rows::list_named(c, Named::TokenRoles))?
-            .into_iter()
-            .map(|(n, _)| n)
+            .read(|tx| read_roles(tx, &keyring))?
+            .1
+            .into_keys()
             .collect())
     }
 }

@@ -14,8 +14,28 @@ use super::error::{EngineError, EngineResult};
 use super::token_roles::{remove_duplicates, resolve_policies, PolicyRequest};
 use super::ttl::{calculate_ttl, TtlTerms};
 use super::Engine;
+use super::token_entry::{accessor_hash, open_token, seal_token};
 use crate::crypto::Keyring;
-use crate::storage::token_rows::{self as rows, TokenRow};
+use crate::storage::{ReadTx, TokenRecord};
+
+pub use super::token_entry::TokenRow;
+
+/// Reads and opens the entry of `hash`: `None` when there is none, and when it fails to open (a
+/// token whose entry fails is no token; the log names the row).
+fn load_token(
+    tx: &dyn ReadTx,
+    keyring: &Keyring,
+    hash: &[u8],
+) -> EngineResult<Option<(TokenRecord, TokenRow)>> {
+    let Some(rec) = tx.get_token(hash)? else {
+        return Ok(None);
+    };
+    match open_token(keyring, &rec) {
+        Ok(row) => Ok(Some((rec, row))),
+        Err(EngineError::Corrupt(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 pub use super::token_roles::TokenRole;
 pub use super::ttl::SYSTEM_MAX_TTL;
@@ -233,10 +253,13 @@ impl Engine {
                 }
                 row
             }
-            TokenRef::Accessor(a) => self
-                .store
-                .read(|c| rows::get_token_by_accessor(c, a))?
-                .ok_or(EngineError::PermissionDenied)?,
+            TokenRef::Accessor(a) => {
+                let rec = self
+                    .store
+                    .read(|tx| tx.get_token_by_accessor(&accessor_hash(&keyring, a)))?
+                    .ok_or(EngineError::PermissionDenied)?;
+                open_token(&keyring, &rec).map_err(|_| EngineError::PermissionDenied)?
+            }
         };
         self.check_alive(&row, now)?;
         Ok(row)
@@ -249,7 +272,11 @@ impl Engine {
             return Ok(Some(row));
         }
         let generation = self.token_cache.generation();
-        let row = self.store.read(|c| rows::get_token(c, hash))?;
+        let keyring = self.keyring()?;
+        let row = self
+            .store
+            .read(|tx| load_token(tx, &keyring, hash))?
+            .map(|(_, row)| row);
         if let Some(r) = &row {
             self.token_cache.insert_if(generation, key, r.clone());
         }
@@ -288,21 +315,31 @@ impl Engine {
             return Err(EngineError::PermissionDenied);
         }
         let mut entry = self.find_token(&TokenRef::Token(token))?;
+        if self.holds_broken_policy(&entry.policies) {
+            return Err(EngineError::Corrupt(
+                "a policy this token holds could not be loaded".into(),
+            ));
+        }
         let use_limited = entry.num_uses > 0;
         if use_limited {
             let hash = entry.hash.clone();
+            let keyring = self.keyring()?;
+            // The count is read and spent in one transaction, with a conditional replace: two
+            // requests never both spend the last use, whatever backend runs them.
             entry.num_uses = self
                 .store
-                .write(move |c| {
-                    let row = rows::get_token(c, &hash)?.ok_or(EngineError::PermissionDenied)?;
+                .write(move |tx| {
+                    let (old, mut row) =
+                        load_token(tx, &keyring, &hash)?.ok_or(EngineError::PermissionDenied)?;
                     match row.num_uses {
-                        0 => Ok(0),
+                        0 => Ok::<_, EngineError>(0),
                         1 => {
-                            rows::delete_token_tree(c, &hash)?;
+                            tx.delete_token_tree(&hash)?;
                             Ok(0)
                         }
                         n => {
-                            rows::set_num_uses(c, &hash, n - 1)?;
+                            row.num_uses = n - 1;
+                            tx.replace_token(&old, &seal_token(&keyring, &row)?)?;
                             Ok(n - 1)
                         }
                     }
@@ -478,9 +515,12 @@ impl Engine {
             role: req.role.clone(),
             last_renewal: None,
         };
-        let stored = row.clone();
+        let record = seal_token(&keyring, &row)?;
         self.store
-            .write(move |c| rows::insert_token(c, &stored))
+            .write(move |tx| {
+                tx.insert_token(&record)?;
+                Ok::<_, EngineError>(())
+            })
             .await?;
         Ok((token, row, warnings))
     }
@@ -563,8 +603,16 @@ impl Engine {
         )?;
         let expire = now + secs(ttl);
         let hash = row.hash.clone();
+        let keyring = self.keyring()?;
         self.store
-            .write(move |c| rows::set_expiry(c, &hash, Some(expire), now))
+            .write(move |tx| {
+                let (old, mut row) =
+                    load_token(tx, &keyring, &hash)?.ok_or(EngineError::PermissionDenied)?;
+                row.expire = Some(expire);
+                row.last_renewal = Some(now);
+                tx.replace_token(&old, &seal_token(&keyring, &row)?)?;
+                Ok::<_, EngineError>(())
+            })
             .await?;
         self.token_cache.invalidate();
         Ok((self.find_token(&r)?, warnings))
@@ -622,9 +670,12 @@ impl Engine {
         entry.expire = Some(now + secs(ttl));
         entry.renewable = true;
         let row = entry.clone();
-        let stored = row.clone();
+        let record = seal_token(&keyring, &row)?;
         self.store
-            .write(move |c| rows::insert_token(c, &stored))
+            .write(move |tx| {
+                tx.insert_token(&record)?;
+                Ok::<_, EngineError>(())
+            })
             .await?;
         Ok((token, row, warnings))
     }
@@ -638,22 +689,41 @@ impl Engine {
             Err(e) => return Err(e),
         };
         let hash = row.hash;
+        let keyring = self.keyring()?;
         self.store
-            .write(move |c| {
+            .write(move |tx| {
                 if keep_children {
-                    rows::delete_token_keep_children(c, &hash)
+                    // The children become orphans: each entry is re-sealed without its parent.
+                    for old in tx.token_children(&hash)? {
+                        let Ok(mut child) = open_token(&keyring, &old) else {
+                            continue;
+                        };
+                        child.parent = None;
+                        child.orphan = true;
+                        tx.replace_token(&old, &seal_token(&keyring, &child)?)?;
+                    }
+                    tx.delete_token(&hash)?;
                 } else {
-                    rows::delete_token_tree(c, &hash)
+                    tx.delete_token_tree(&hash)?;
                 }
+                Ok::<_, EngineError>(())
             })
             .await?;
         self.token_cache.invalidate();
         Ok(())
     }
 
+    /// Every token's accessor, sorted. Entries that fail to open are no tokens: left out (logged).
     pub fn token_accessors(&self) -> EngineResult<Vec<String>> {
-        self.keyring()?;
-        self.store.read(rows::list_accessors)
+        let keyring = self.keyring()?;
+        let records = self.store.read(|tx| tx.all_tokens())?;
+        let mut out: Vec<String> = records
+            .iter()
+            .filter_map(|r| open_token(&keyring, r).ok())
+            .map(|r| r.accessor)
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }
 

@@ -56,7 +56,7 @@ impl From<EngineError> for VaultError {
                 Self::Unavailable(format!("storage unavailable: {m}"))
             }
             EngineError::PermissionDenied => Self::PermissionDenied,
-            EngineError::Crypto | EngineError::Storage(_) => {
+            EngineError::Crypto | EngineError::Corrupt(_) | EngineError::Storage(_) => {
                 tracing::error!(error = %e, "internal error");
                 Self::Internal(e.to_string())
             }

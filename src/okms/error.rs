@@ -70,7 +70,7 @@ impl From<EngineError> for OkmsError {
             EngineError::Sealed => Self::Sealed,
             EngineError::Unavailable(m) => Self::Unavailable(format!("storage unavailable: {m}")),
             EngineError::PermissionDenied => Self::Unauthorized,
-            EngineError::Crypto | EngineError::Storage(_) => {
+            EngineError::Crypto | EngineError::Corrupt(_) | EngineError::Storage(_) => {
                 tracing::error!(error = %e, "internal error");
                 Self::Internal(e.to_string())
             }

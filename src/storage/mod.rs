@@ -1,29 +1,29 @@
-//! SQLite storage: one writer thread with group commit, and a pool of read connections.
+//! Storage: where the engine's records live, beneath the engine and knowing nothing of it.
 //!
-//! Writes are closures run on the writer thread inside one transaction shared by every job drained from
-//! the queue at that moment (each in its own savepoint, so a failing job rolls back alone); replies are
-//! sent only after `COMMIT` has returned, so an acknowledged write has been fsynced
-//! (`synchronous=FULL`). Because every write runs on one thread, a read-modify-write inside a job (a
-//! check-and-set) is atomic. Reads use their own connections (WAL lets them proceed while the writer
-//! commits) and never wait for the writer.
+//! The engine reaches storage only through a transaction: [`Store::read`] runs a closure over a
+//! [`ReadTx`] (one consistent snapshot), [`Store::write`] over a [`WriteTx`] (committed, and durable
+//! as configured, before the call returns). Storage keeps keys in clear (what finds rows: a secret's
+//! path for ordered listing, a token's keyed hash) and everything else as sealed blobs it cannot read.
+//! Decisions that depend on what is stored (check-and-set, a token's remaining uses, "create only")
+//! are made with conditional writes ([`WriteTx::put_secret`], [`WriteTx::replace_token`],
+//! [`WriteTx::replace_fact`]) that fail with [`StorageError::Conflict`] when the row changed since it
+//! was read, so they stay exact with a backend that runs many writers at once.
+//!
+//! SQLite (`sqlite/`) is the one implementation today (model: garage's `src/db/`, one interface and
+//! several adapters).
 
-pub mod audit_rows;
+mod error;
 pub mod rows;
-mod schema;
 pub mod snapshot;
-pub mod token_rows;
-mod writer;
+mod sqlite;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
-
-use crate::engine::error::{EngineError, EngineResult};
-
-pub use writer::Writer;
+pub use error::{StorageError, StorageResult};
+pub use rows::{SealedRow, StaleVersion, TokenRecord, V1Dump, VersionBlob};
+pub use sqlite::{SqliteStore, V1_BACKUP_NAME};
 
 /// How durable a commit is. `Full` (the default) fsyncs the WAL at every commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,13 +32,199 @@ pub enum Durability {
     Normal,
 }
 
-pub struct Store {
-    path: PathBuf,
-    writer: Writer,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    /// An exclusive lock on `<dir>/kvseal.lock` for as long as the store is open: a second server,
-    /// or `kvseal operator restore`, on the same directory is refused.
-    _lock: std::fs::File,
+/// What a read transaction can see.
+pub trait ReadTx {
+    /// A fact of `kvseal_meta` (seal configuration, sealed keys, sealed tables).
+    fn get_fact(&self, key: &str) -> StorageResult<Option<Vec<u8>>>;
+
+    /// A key's sealed metadata record.
+    fn get_secret(&self, mount_id: i64, path: &str) -> StorageResult<Option<SealedRow>>;
+    /// Keys after `after` (exclusive) in path order, at most `limit`: one index range scan.
+    fn secrets_after(
+        &self,
+        mount_id: i64,
+        after: &str,
+        limit: usize,
+    ) -> StorageResult<Vec<(String, SealedRow)>>;
+    /// The direct children of `folder` (`""` or ending in `/`): keys as their name, sub-folders as
+    /// `name/`, names greater than `after`, at most `limit`.
+    fn list_children(
+        &self,
+        mount_id: i64,
+        folder: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> StorageResult<Vec<String>>;
+    /// A version's sealed data.
+    fn get_version(
+        &self,
+        mount_id: i64,
+        path: &str,
+        version: u64,
+    ) -> StorageResult<Option<VersionBlob>>;
+    fn stale_versions(&self, active: u32, limit: usize) -> StorageResult<Vec<StaleVersion>>;
+    fn count_stale_versions(&self, active: u32) -> StorageResult<u64>;
+
+    fn get_token(&self, hash: &[u8]) -> StorageResult<Option<TokenRecord>>;
+    fn get_token_by_accessor(&self, accessor: &[u8]) -> StorageResult<Option<TokenRecord>>;
+    /// Every token (listing accessors, an administrative operation).
+    fn all_tokens(&self) -> StorageResult<Vec<TokenRecord>>;
+    /// The tokens whose parent is `hash`.
+    fn token_children(&self, hash: &[u8]) -> StorageResult<Vec<TokenRecord>>;
+}
+
+/// What a write transaction can do besides reading.
+pub trait WriteTx: ReadTx {
+    fn put_fact(&self, key: &str, value: &[u8]) -> StorageResult<()>;
+    /// Sets a fact if it still holds `expect` (`None`: if it does not exist), else `Conflict`.
+    fn replace_fact(&self, key: &str, expect: Option<&[u8]>, value: &[u8]) -> StorageResult<()>;
+
+    /// Writes a key's metadata if the stored record is still `expect` (`None`: if the key does not
+    /// exist), else `Conflict`.
+    fn put_secret(
+        &self,
+        mount_id: i64,
+        path: &str,
+        expect: Option<&SealedRow>,
+        new: &SealedRow,
+    ) -> StorageResult<()>;
+    /// Deletes a key's metadata and every version.
+    fn delete_secret(&self, mount_id: i64, path: &str) -> StorageResult<()>;
+    /// Deletes every key and version of a mount.
+    fn delete_mount_data(&self, mount_id: i64) -> StorageResult<()>;
+
+    fn insert_version(
+        &self,
+        mount_id: i64,
+        path: &str,
+        version: u64,
+        blob: &VersionBlob,
+    ) -> StorageResult<()>;
+    fn delete_version(&self, mount_id: i64, path: &str, version: u64) -> StorageResult<()>;
+    /// Removes every version numbered `upto` or lower (pruning).
+    fn delete_versions_upto(&self, mount_id: i64, path: &str, upto: u64) -> StorageResult<()>;
+    fn replace_version_blob(
+        &self,
+        mount_id: i64,
+        path: &str,
+        version: u64,
+        blob: &VersionBlob,
+    ) -> StorageResult<()>;
+
+    fn insert_token(&self, t: &TokenRecord) -> StorageResult<()>;
+    /// Replaces a token row if it is still `old`, else `Conflict`.
+    fn replace_token(&self, old: &TokenRecord, new: &TokenRecord) -> StorageResult<()>;
+    /// Deletes a token and every token descended from it; returns how many.
+    fn delete_token_tree(&self, hash: &[u8]) -> StorageResult<usize>;
+    /// Deletes one token row.
+    fn delete_token(&self, hash: &[u8]) -> StorageResult<usize>;
+
+    /// A schema-1 store: moves its tables aside and returns their records in clear, once. The
+    /// version ciphertexts move to the new table as they are. `None` on a current store.
+    fn take_v1(&self) -> StorageResult<Option<V1Dump>>;
+    /// Ends the migration begun by `take_v1`: drops the old tables and records the new version.
+    fn finish_v1(&self) -> StorageResult<()>;
+}
+
+/// The store: one of the backends.
+pub enum Store {
+    Sqlite(SqliteStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database `<dir>/kvseal.db`.
+    pub fn open(dir: &Path, durability: Durability) -> StorageResult<Self> {
+        Ok(Self::Sqlite(SqliteStore::open(dir, durability)?))
+    }
+
+    /// The directory holding the files.
+    pub fn dir(&self) -> &Path {
+        match self {
+            Store::Sqlite(s) => s.dir(),
+        }
+    }
+
+    /// Writes a consistent copy of the database to `target` (which must not exist) while the store
+    /// keeps serving.
+    pub fn copy_to(&self, target: &Path) -> StorageResult<()> {
+        match self {
+            Store::Sqlite(s) => s.copy_to(target),
+        }
+    }
+
+    /// Whether the store still holds schema-1 records (migrated at the first unseal).
+    pub fn needs_v1_migration(&self) -> StorageResult<bool> {
+        match self {
+            Store::Sqlite(s) => s.needs_v1_migration(),
+        }
+    }
+
+    /// Moves the write-ahead log into the database file (after a migration).
+    pub fn checkpoint(&self) -> StorageResult<()> {
+        match self {
+            Store::Sqlite(s) => s.checkpoint(),
+        }
+    }
+
+    /// Runs `f` in a read transaction (one consistent snapshot).
+    pub fn read<R, E: From<StorageError>>(
+        &self,
+        f: impl FnOnce(&dyn ReadTx) -> Result<R, E>,
+    ) -> Result<R, E> {
+        match self {
+            Store::Sqlite(s) => s.read(f),
+        }
+    }
+
+    /// Runs `f` in a write transaction; resolves once it has committed.
+    pub async fn write<R: Send + 'static, E: From<StorageError> + Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E> {
+        match self {
+            Store::Sqlite(s) => s.write(f).await,
+        }
+    }
+
+    /// Runs `f` in a write transaction, then `then` with its result once committed, in commit order
+    /// (for in-memory state that must follow what was committed).
+    pub async fn write_then<
+        R: Send + 'static,
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+    >(
+        &self,
+        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+        then: impl FnOnce(R) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
+        match self {
+            Store::Sqlite(s) => s.write_then(f, then).await,
+        }
+    }
+
+    /// The same as [`Store::write`], for callers outside an async context (start-up, tools).
+    pub fn write_blocking<R: Send + 'static, E: From<StorageError> + Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E> {
+        match self {
+            Store::Sqlite(s) => s.write_blocking(f),
+        }
+    }
+
+    /// Keeps the writer busy for `ms` milliseconds (tests of request deadlines).
+    pub fn stall_writer(&self, ms: u64) {
+        match self {
+            Store::Sqlite(s) => s.stall_writer(ms),
+        }
+    }
+
+    /// Limits the database's size in pages (tests make the disk "full" without a disk).
+    pub async fn set_max_page_count(&self, pages: u64) -> StorageResult<()> {
+        match self {
+            Store::Sqlite(s) => s.set_max_page_count(pages).await,
+        }
+    }
 }
 
 /// Creates `dir` and its missing parents with mode 0700 (an existing directory keeps its mode): the
@@ -52,7 +238,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Takes the directory's lock file, or says who has it.
-pub fn lock_dir(dir: &Path) -> EngineResult<std::fs::File> {
+pub fn lock_dir(dir: &Path) -> StorageResult<std::fs::File> {
     let path = dir.join("kvseal.lock");
     let file = OpenOptions::new()
         .create(true)
@@ -60,149 +246,15 @@ pub fn lock_dir(dir: &Path) -> EngineResult<std::fs::File> {
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| EngineError::Storage(format!("{}: {e}", path.display())))?;
+        .map_err(|e| StorageError::Other(format!("{}: {e}", path.display())))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Storage(format!(
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Other(format!(
             "{} is in use by another kvseal process",
             dir.display()
         ))),
         Err(std::fs::TryLockError::Error(e)) => {
-            Err(EngineError::Storage(format!("{}: {e}", path.display())))
+            Err(StorageError::Other(format!("{}: {e}", path.display())))
         }
-    }
-}
-
-fn open_conn(path: &Path, durability: Durability, read_only: bool) -> rusqlite::Result<Connection> {
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    if !read_only {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        let sync = match durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", sync)?;
-    }
-    if read_only {
-        // 16 MiB of page cache per read connection (SQLite's default is 2 MiB): keeps the hot part
-        // of a store with 100,000 secrets in memory without a large RSS (few readers are live).
-        conn.pragma_update(None, "cache_size", -16_000)?;
-    }
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-/// Creates `path` with mode 0600 if it does not exist, so that SQLite (which keeps an existing file's
-/// mode and gives its -wal and -shm files the same mode) never creates it world-readable.
-fn ensure_private_file(path: &Path) -> std::io::Result<()> {
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-impl Store {
-    /// Opens (creating if needed) the database `<dir>/kvseal.db` and applies the schema.
-    pub fn open(dir: &Path, durability: Durability) -> EngineResult<Self> {
-        create_private_dir(dir)
-            .map_err(|e| EngineError::Storage(format!("{}: {e}", dir.display())))?;
-        let lock = lock_dir(dir)?;
-        let path = dir.join("kvseal.db");
-        for suffix in ["", "-wal", "-shm"] {
-            let p = PathBuf::from(format!("{}{suffix}", path.display()));
-            ensure_private_file(&p)
-                .map_err(|e| EngineError::Storage(format!("{}: {e}", p.display())))?;
-        }
-        let conn = open_conn(&path, durability, false)?;
-        schema::migrate(&conn)?;
-        let writer = Writer::start(conn)?;
-        Ok(Self {
-            path,
-            writer,
-            readers: Arc::new(Mutex::new(Vec::new())),
-            _lock: lock,
-        })
-    }
-
-    /// The directory holding the database.
-    pub fn dir(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
-    }
-
-    /// Writes a consistent copy of the database to `target` (which must not exist) while the store
-    /// keeps serving: `VACUUM INTO` reads one snapshot of the WAL database and writes a compact copy.
-    pub fn copy_to(&self, target: &Path) -> EngineResult<()> {
-        snapshot::vacuum_into(&self.path, target)
-    }
-
-    pub fn writer(&self) -> &Writer {
-        &self.writer
-    }
-
-    /// Runs `f` on a read connection inside a read transaction (one consistent snapshot).
-    pub fn read<R>(&self, f: impl FnOnce(&Connection) -> EngineResult<R>) -> EngineResult<R> {
-        let conn = {
-            let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-            pool.pop()
-        };
-        let conn = match conn {
-            Some(c) => c,
-            None => open_conn(&self.path, Durability::Full, true)?,
-        };
-        let result = (|| {
-            conn.execute_batch("BEGIN")?;
-            let r = f(&conn);
-            conn.execute_batch("COMMIT")?;
-            r
-        })();
-        if result.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < 32 {
-            pool.push(conn);
-        }
-        result
-    }
-
-    /// Runs `f` on the writer thread; resolves after its group has committed.
-    pub async fn write<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
-    ) -> EngineResult<R> {
-        self.writer.submit(f).await
-    }
-
-    /// Runs `f` on the writer thread, then `then` with its result once committed (see
-    /// [`Writer::submit_then`]): for in-memory state that must follow what was committed.
-    pub async fn write_then<R: Send + 'static, T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
-        then: impl FnOnce(R) -> EngineResult<T> + Send + 'static,
-    ) -> EngineResult<T> {
-        self.writer.submit_then(f, then).await
-    }
-
-    /// The same, for callers outside an async context (start-up, tools).
-    pub fn write_blocking<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
-    ) -> EngineResult<R> {
-        self.writer.submit_blocking(f)
     }
 }

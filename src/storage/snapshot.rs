@@ -4,14 +4,14 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::schema::CURRENT_VERSION;
-use crate::engine::error::{EngineError, EngineResult};
+use super::error::{StorageError, StorageResult};
+use super::sqlite::CURRENT_VERSION;
 
 /// Copies the database at `db` into `target` (a new file) from one read snapshot. Works while a
 /// server is writing: WAL readers never block the writer.
-pub fn vacuum_into(db: &Path, target: &Path) -> EngineResult<()> {
+pub fn vacuum_into(db: &Path, target: &Path) -> StorageResult<()> {
     if target.exists() {
-        return Err(EngineError::invalid(format!(
+        return Err(StorageError::Other(format!(
             "{} already exists",
             target.display()
         )));
@@ -23,35 +23,35 @@ pub fn vacuum_into(db: &Path, target: &Path) -> EngineResult<()> {
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     let target_str = target
         .to_str()
-        .ok_or_else(|| EngineError::invalid("the backup path is not valid UTF-8"))?;
+        .ok_or_else(|| StorageError::Other("the backup path is not valid UTF-8".into()))?;
     conn.execute("VACUUM INTO ?1", [target_str])?;
     restrict(target)?;
     Ok(())
 }
 
 /// Gives a file holding (encrypted) secrets mode 0600.
-pub fn restrict(path: &Path) -> EngineResult<()> {
+pub fn restrict(path: &Path) -> StorageResult<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| EngineError::Storage(format!("{}: {e}", path.display())))
+        .map_err(|e| StorageError::Other(format!("{}: {e}", path.display())))
 }
 
 /// Checks that `path` is a sound kvseal database of a version this build can open.
-pub fn verify(path: &Path) -> EngineResult<()> {
+pub fn verify(path: &Path) -> StorageResult<()> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| EngineError::invalid(format!("{}: not a database: {e}", path.display())))?;
+        .map_err(|e| StorageError::Other(format!("{}: not a database: {e}", path.display())))?;
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .map_err(|e| EngineError::invalid(format!("{}: not a database: {e}", path.display())))?;
+        .map_err(|e| StorageError::Other(format!("{}: not a database: {e}", path.display())))?;
     if check != "ok" {
-        return Err(EngineError::invalid(format!(
+        return Err(StorageError::Other(format!(
             "{}: integrity check failed: {check}",
             path.display()
         )));
     }
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 || version > CURRENT_VERSION {
-        return Err(EngineError::invalid(format!(
+        return Err(StorageError::Other(format!(
             "{}: schema version {version} is not one this kvseal can restore",
             path.display()
         )));
@@ -62,7 +62,7 @@ pub fn verify(path: &Path) -> EngineResult<()> {
         |r| r.get(0),
     )?;
     if has_meta != 1 {
-        return Err(EngineError::invalid(format!(
+        return Err(StorageError::Other(format!(
             "{}: not a kvseal database",
             path.display()
         )));

@@ -13,7 +13,7 @@ use super::Ctx;
 use crate::engine::clock::{rfc3339_nano, NANOS_PER_SEC};
 use crate::engine::tokens::{TokenRef, TokenRequest};
 use crate::engine::Identity;
-use crate::storage::token_rows::TokenRow;
+use crate::engine::tokens::TokenRow;
 
 mod roles;
 #[cfg(test)]

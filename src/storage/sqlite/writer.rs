@@ -5,7 +5,9 @@ use std::sync::mpsc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::engine::error::{EngineError, EngineResult};
+use super::tx::SqliteTx;
+use crate::storage::error::{StorageError, StorageResult};
+use crate::storage::WriteTx;
 
 /// The most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -20,16 +22,19 @@ struct GroupError {
 impl GroupError {
     fn from_sqlite(what: &str, e: &rusqlite::Error) -> Self {
         Self {
-            unavailable: matches!(EngineError::from(clone_err(e)), EngineError::Unavailable(_)),
+            unavailable: matches!(
+                StorageError::from(clone_err(e)),
+                StorageError::Unavailable(_)
+            ),
             message: format!("{what}: {e}"),
         }
     }
 
-    fn to_engine(&self) -> EngineError {
+    fn to_storage(&self) -> StorageError {
         if self.unavailable {
-            EngineError::Unavailable(self.message.clone())
+            StorageError::Unavailable(self.message.clone())
         } else {
-            EngineError::Storage(self.message.clone())
+            StorageError::Other(self.message.clone())
         }
     }
 }
@@ -53,28 +58,37 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection) -> EngineResult<Self> {
+    pub fn start(conn: Connection) -> StorageResult<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("kvseal-writer".into())
             .spawn(move || run(conn, rx))
-            .map_err(|e| EngineError::Storage(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StorageError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(Self { tx })
     }
 
-    fn job<R: Send + 'static>(
-        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
-        done: impl FnOnce(EngineResult<R>) + Send + 'static,
+    fn job<R: Send + 'static, E: From<StorageError> + Send + 'static>(
+        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+        done: impl FnOnce(Result<R, E>) + Send + 'static,
+    ) -> Job {
+        Self::conn_job(move |c: &Connection| f(&SqliteTx::new(c)), done)
+    }
+
+    fn conn_job<R: Send + 'static, E: From<StorageError> + Send + 'static>(
+        f: impl FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+        done: impl FnOnce(Result<R, E>) + Send + 'static,
     ) -> Job {
         Box::new(move |conn: Option<&Connection>| {
             let result = match conn {
                 Some(conn) => f(conn),
-                None => Err(EngineError::Storage("could not start a transaction".into())),
+                None => Err(E::from(StorageError::Other(
+                    "could not start a transaction".into(),
+                ))),
             };
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit_error: Option<GroupError>| {
                 done(match commit_error {
-                    Some(e) => Err(e.to_engine()),
+                    Some(e) => Err(E::from(e.to_storage())),
                     None => result,
                 })
             });
@@ -82,53 +96,76 @@ impl Writer {
         })
     }
 
-    pub async fn submit<R: Send + 'static>(
+    fn stopped<E: From<StorageError>>() -> E {
+        E::from(StorageError::Other("the writer has stopped".into()))
+    }
+
+    pub async fn submit<R: Send + 'static, E: From<StorageError> + Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
-    ) -> EngineResult<R> {
+        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E> {
         let (tx, rx) = oneshot::channel();
         let job = Self::job(f, move |r| {
             let _ = tx.send(r);
         });
         self.tx
             .send(job)
-            .map_err(|_| EngineError::Storage("the writer has stopped".into()))?;
+            .map_err(|_| Self::stopped::<E>())?;
         rx.await
-            .map_err(|_| EngineError::Storage("the writer has stopped".into()))?
+            .map_err(|_| Self::stopped::<E>())?
     }
 
     /// Like [`Writer::submit`], and once the group has committed, runs `then` with the job's result
     /// on the writer thread, before the reply: so `then` runs in commit order, and runs even when the
     /// caller has stopped waiting (a request deadline, a client gone). `then` must not submit writes.
-    pub async fn submit_then<R: Send + 'static, T: Send + 'static>(
+    pub async fn submit_then<
+        R: Send + 'static,
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+    >(
         &self,
-        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
-        then: impl FnOnce(R) -> EngineResult<T> + Send + 'static,
-    ) -> EngineResult<T> {
+        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+        then: impl FnOnce(R) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
         let (tx, rx) = oneshot::channel();
         let job = Self::job(f, move |r| {
             let _ = tx.send(r.and_then(then));
         });
         self.tx
             .send(job)
-            .map_err(|_| EngineError::Storage("the writer has stopped".into()))?;
+            .map_err(|_| Self::stopped::<E>())?;
         rx.await
-            .map_err(|_| EngineError::Storage("the writer has stopped".into()))?
+            .map_err(|_| Self::stopped::<E>())?
     }
 
-    pub fn submit_blocking<R: Send + 'static>(
+    /// Runs `f` on the writer's connection itself (settings only tests change).
+    pub async fn submit_conn(
         &self,
-        f: impl FnOnce(&Connection) -> EngineResult<R> + Send + 'static,
-    ) -> EngineResult<R> {
+        f: impl FnOnce(&Connection) -> StorageResult<()> + Send + 'static,
+    ) -> StorageResult<()> {
+        let (tx, rx) = oneshot::channel();
+        let job = Self::conn_job(f, move |r| {
+            let _ = tx.send(r);
+        });
+        self.tx
+            .send(job)
+            .map_err(|_| Self::stopped::<StorageError>())?;
+        rx.await.map_err(|_| Self::stopped::<StorageError>())?
+    }
+
+    pub fn submit_blocking<R: Send + 'static, E: From<StorageError> + Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E> {
         let (tx, rx) = mpsc::sync_channel(1);
         let job = Self::job(f, move |r| {
             let _ = tx.send(r);
         });
         self.tx
             .send(job)
-            .map_err(|_| EngineError::Storage("the writer has stopped".into()))?;
+            .map_err(|_| Self::stopped::<E>())?;
         rx.recv()
-            .map_err(|_| EngineError::Storage("the writer has stopped".into()))?
+            .map_err(|_| Self::stopped::<E>())?
     }
 }
 

@@ -1,0 +1,30 @@
+//! Schema versions, keyed on `PRAGMA user_version`: 2 is `schema.sql` (every record sealed); 1 was the
+//! first release's (records in clear), migrated by `v1.rs` at the first unseal.
+
+use rusqlite::Connection;
+
+use crate::storage::error::{StorageError, StorageResult};
+
+pub(super) const SCHEMA: &str = include_str!("schema.sql");
+pub const CURRENT_VERSION: i64 = 2;
+
+pub fn version(conn: &Connection) -> StorageResult<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Creates the schema in an empty database; refuses a database newer than this build. A version-1
+/// database is left as it is until its records can be sealed.
+pub fn migrate(conn: &Connection) -> StorageResult<()> {
+    let version = version(conn)?;
+    if version > CURRENT_VERSION {
+        return Err(StorageError::Other(format!(
+            "the database has schema version {version}, newer than this kvseal ({CURRENT_VERSION})"
+        )));
+    }
+    if version == 0 {
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA}; PRAGMA user_version = {CURRENT_VERSION}; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,438 @@
+//! The transaction interface over one SQLite connection: a read snapshot or the writer's
+//! transaction. Every statement is cached (`prepare_cached`).
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::storage::error::{StorageError, StorageResult};
+use crate::storage::rows::{SealedRow, StaleVersion, TokenRecord, V1Dump, VersionBlob};
+use crate::storage::{ReadTx, WriteTx};
+
+pub struct SqliteTx<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> SqliteTx<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        Self { conn }
+    }
+}
+
+/// The smallest string greater than every string that starts with `prefix` (for range scans).
+fn prefix_end(prefix: &str) -> String {
+    // U+10FFFF sorts after every other code point in UTF-8 byte order.
+    format!("{prefix}\u{10FFFF}")
+}
+
+fn sealed_row(key_id: i64, blob: Vec<u8>) -> rusqlite::Result<SealedRow> {
+    let key_id = u32::try_from(key_id).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, key_id))?;
+    Ok(SealedRow { key_id, blob })
+}
+
+fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        hash: r.get(0)?,
+        accessor: r.get(1)?,
+        parent: r.get(2)?,
+        sealed: sealed_row(r.get(3)?, r.get(4)?)?,
+    })
+}
+
+const TOKEN_COLS: &str = "hash, accessor, parent, key_id, sealed";
+
+fn version_i64(v: u64) -> StorageResult<i64> {
+    i64::try_from(v).map_err(|_| StorageError::Other(format!("version {v} out of range")))
+}
+
+impl ReadTx for SqliteTx<'_> {
+    fn get_fact(&self, key: &str) -> StorageResult<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM kvseal_meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn get_secret(&self, mount_id: i64, path: &str) -> StorageResult<Option<SealedRow>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT key_id, sealed FROM secrets WHERE mount_id = ?1 AND path = ?2")?
+            .query_row(params![mount_id, path], |r| sealed_row(r.get(0)?, r.get(1)?))
+            .optional()?)
+    }
+
+    fn secrets_after(
+        &self,
+        mount_id: i64,
+        after: &str,
+        limit: usize,
+    ) -> StorageResult<Vec<(String, SealedRow)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, key_id, sealed FROM secrets WHERE mount_id = ?1 AND path > ?2
+             ORDER BY path LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![mount_id, after, limit as i64], |r| {
+            Ok((r.get(0)?, sealed_row(r.get(1)?, r.get(2)?)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// A skip scan: rows are read in path order a small batch at a time and, when a row lies in a
+    /// sub-folder, the scan jumps past that whole sub-folder. A folder's deep contents are never
+    /// loaded, so a folder with 100,000 keys lists in pages without holding them all in memory.
+    fn list_children(
+        &self,
+        mount_id: i64,
+        folder: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> StorageResult<Vec<String>> {
+        const BATCH: i64 = 256;
+        let end = prefix_end(folder);
+        let mut cursor = match after {
+            // Names greater than `after`: start just past `folder + after` and, if `after` is a
+            // folder (`x/`), past everything inside it.
+            Some(a) if a.ends_with('/') => prefix_end(&format!("{folder}{a}")),
+            Some(a) => format!("{folder}{a}\u{0}"),
+            None => folder.to_string(),
+        };
+        let mut out = Vec::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path FROM secrets WHERE mount_id = ?1 AND path >= ?2 AND path < ?3
+             ORDER BY path LIMIT ?4",
+        )?;
+        'scan: loop {
+            let rows: Vec<String> = stmt
+                .query_map(params![mount_id, cursor, end, BATCH], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if rows.is_empty() {
+                break;
+            }
+            let full = rows.len() as i64 == BATCH;
+            let mut next_cursor = None;
+            for path in &rows {
+                let Some(rest) = path.get(folder.len()..) else {
+                    return Err(StorageError::Corrupt(format!(
+                        "secret path {path:?} outside the scanned folder"
+                    )));
+                };
+                match rest.find('/') {
+                    Some(i) => {
+                        let child = format!("{}/", &rest[..i]);
+                        // Skip the whole sub-folder and re-query from past it.
+                        next_cursor = Some(prefix_end(&format!("{folder}{child}")));
+                        out.push(child);
+                    }
+                    None => out.push(rest.to_string()),
+                }
+                if limit.is_some_and(|l| out.len() >= l) {
+                    break 'scan;
+                }
+                if next_cursor.is_some() {
+                    break;
+                }
+            }
+            cursor = match next_cursor {
+                Some(c) => c,
+                None if full => format!("{}\u{0}", rows[rows.len() - 1]),
+                None => break,
+            };
+        }
+        Ok(out)
+    }
+
+    fn get_version(
+        &self,
+        mount_id: i64,
+        path: &str,
+        version: u64,
+    ) -> StorageResult<Option<VersionBlob>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT key_id, nonce, ciphertext FROM versions
+                 WHERE mount_id = ?1 AND path = ?2 AND version = ?3",
+            )?
+            .query_row(params![mount_id, path, version_i64(version)?], |r| {
+                let s = sealed_row(r.get(0)?, Vec::new())?;
+                Ok(VersionBlob {
+                    key_id: s.key_id,
+                    nonce: r.get(1)?,
+                    ciphertext: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn stale_versions(&self, active: u32, limit: usize) -> StorageResult<Vec<StaleVersion>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT mount_id, path, version, key_id, nonce, ciphertext FROM versions
+             WHERE key_id != ?1 LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![active, limit as i64], |r| {
+            Ok(StaleVersion {
+                mount_id: r.get(0)?,
+                path: r.get(1)?,
+                version: r.get::<_, i64>(2)? as u64,
+                blob: VersionBlob {
+                    key_id: sealed_row(r.get(3)?, Vec::new())?.key_id,
+                    nonce: r.get(4)?,
+                    ciphertext: r.get(5)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn count_stale_versions(&self, active: u32) -> StorageResult<u64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count(*) FROM versions WHERE key_id != ?1")?
+            .query_row([active], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn get_token(&self, hash: &[u8]) -> StorageResult<Option<TokenRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = ?1"))?
+            .query_row([hash], token_from_row)
+            .optional()?)
+    }
+
+    fn get_token_by_accessor(&self, accessor: &[u8]) -> StorageResult<Option<TokenRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE accessor = ?1"))?
+            .query_row([accessor], token_from_row)
+            .optional()?)
+    }
+
+    fn all_tokens(&self) -> StorageResult<Vec<TokenRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens"))?;
+        let rows = stmt.query_map([], token_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn token_children(&self, hash: &[u8]) -> StorageResult<Vec<TokenRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE parent = ?1"))?;
+        let rows = stmt.query_map([hash], token_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// `Conflict` unless exactly one row changed.
+fn one_row(changed: usize) -> StorageResult<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StorageError::Conflict)
+    }
+}
+
+impl WriteTx for SqliteTx<'_> {
+    fn put_fact(&self, key: &str, value: &[u8]) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO kvseal_meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+
+    fn replace_fact(&self, key: &str, expect: Option<&[u8]>, value: &[u8]) -> StorageResult<()> {
+        let changed = match expect {
+            None => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO kvseal_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+                )?
+                .execute(params![key, value])?,
+            Some(old) => self
+                .conn
+                .prepare_cached("UPDATE kvseal_meta SET value = ?3 WHERE key = ?1 AND value = ?2")?
+                .execute(params![key, old, value])?,
+        };
+        one_row(changed)
+    }
+
+    fn put_secret(
+        &self,
+        mount_id: i64,
+        path: &str,
+        expect: Option<&SealedRow>,
+        new: &SealedRow,
+    ) -> StorageResult<()> {
+        let changed = match expect {
+            None => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO secrets (mount_id, path, key_id, sealed) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(mount_id, path) DO NOTHING",
+                )?
+                .execute(params![mount_id, path, new.key_id, new.blob])?,
+            Some(old) => self
+                .conn
+                .prepare_cached(
+                    "UPDATE secrets SET key_id = ?3, sealed = ?4
+                     WHERE mount_id = ?1 AND path = ?2 AND key_id = ?5 AND sealed = ?6",
+                )?
+                .execute(params![
+                    mount_id, path, new.key_id, new.blob, old.key_id, old.blob
+                ])?,
+        };
+        one_row(changed)
+    }
+
+    fn delete_secret(&self, mount_id: i64, path: &str) -> StorageResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM versions WHERE mount_id = ?1 AND path = ?2")?
+            .execute(params![mount_id, path])?;
+        self.conn
+            .prepare_cached("DELETE FROM secrets WHERE mount_id = ?1 AND path = ?2")?
+            .execute(params![mount_id, path])?;
+        Ok(())
+    }
+
+    fn delete_mount_data(&self, mount_id: i64) -> StorageResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM versions WHERE mount_id = ?1")?
+            .execute([mount_id])?;
+        self.conn
+            .prepare_cached("DELETE FROM secrets WHERE mount_id = ?1")?
+            .execute([mount_id])?;
+        Ok(())
+    }
+
+    fn insert_version(
+        &self,
+        mount_id: i64,
+        path: &str,
+        version: u64,
+        blob: &VersionBlob,
+    ) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO versions (mount_id, path, version, key_id, nonce, ciphertext)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                mount_id,
+                path,
+                version_i64(version)?,
+                blob.key_id,
+                blob.nonce,
+                blob.ciphertext
+            ])?;
+        Ok(())
+    }
+
+    fn delete_version(&self, mount_id: i64, path: &str, version: u64) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM versions WHERE mount_id = ?1 AND path = ?2 AND version = ?3",
+            )?
+            .execute(params![mount_id, path, version_i64(version)?])?;
+        Ok(())
+    }
+
+    fn delete_versions_upto(&self, mount_id: i64, path: &str, upto: u64) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM versions WHERE mount_id = ?1 AND path = ?2 AND version <= ?3",
+            )?
+            .execute(params![mount_id, path, version_i64(upto)?])?;
+        Ok(())
+    }
+
+    fn replace_version_blob(
+        &self,
+        mount_id: i64,
+        path: &str,
+        version: u64,
+        blob: &VersionBlob,
+    ) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE versions SET key_id = ?4, nonce = ?5, ciphertext = ?6
+                 WHERE mount_id = ?1 AND path = ?2 AND version = ?3",
+            )?
+            .execute(params![
+                mount_id,
+                path,
+                version_i64(version)?,
+                blob.key_id,
+                blob.nonce,
+                blob.ciphertext
+            ])?;
+        Ok(())
+    }
+
+    fn insert_token(&self, t: &TokenRecord) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))?
+            .execute(params![
+                t.hash,
+                t.accessor,
+                t.parent,
+                t.sealed.key_id,
+                t.sealed.blob
+            ])?;
+        Ok(())
+    }
+
+    fn replace_token(&self, old: &TokenRecord, new: &TokenRecord) -> StorageResult<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE tokens SET accessor = ?2, parent = ?3, key_id = ?4, sealed = ?5
+                 WHERE hash = ?1 AND key_id = ?6 AND sealed = ?7",
+            )?
+            .execute(params![
+                new.hash,
+                new.accessor,
+                new.parent,
+                new.sealed.key_id,
+                new.sealed.blob,
+                old.sealed.key_id,
+                old.sealed.blob
+            ])?;
+        if old.hash != new.hash {
+            return Err(StorageError::Other("a token's hash cannot change".into()));
+        }
+        one_row(changed)
+    }
+
+    fn delete_token_tree(&self, hash: &[u8]) -> StorageResult<usize> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "WITH RECURSIVE sub(h) AS (
+                     SELECT hash FROM tokens WHERE hash = ?1
+                     UNION SELECT t.hash FROM tokens t JOIN sub ON t.parent = sub.h
+                 )
+                 DELETE FROM tokens WHERE hash IN (SELECT h FROM sub)",
+            )?
+            .execute([hash])?)
+    }
+
+    fn delete_token(&self, hash: &[u8]) -> StorageResult<usize> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM tokens WHERE hash = ?1")?
+            .execute([hash])?)
+    }
+
+    fn take_v1(&self) -> StorageResult<Option<V1Dump>> {
+        super::v1::take(self.conn)
+    }
+
+    fn finish_v1(&self) -> StorageResult<()> {
+        super::v1::finish(self.conn)
+    }
+}
