@@ -107,6 +107,16 @@ pub(super) fn read_doc<T: DeserializeOwned>(
     let Some(raw) = tx.get_fact(name)? else {
         return Ok(None);
     };
+    let value = open_doc(keyring, name, &raw)?;
+    Ok(Some((raw, value)))
+}
+
+/// Opens the stored bytes `raw` of document `name`.
+pub(super) fn open_doc<T: DeserializeOwned>(
+    keyring: &Keyring,
+    name: &str,
+    raw: &[u8],
+) -> EngineResult<T> {
     let what = || format!("the {name} table (kvseal_meta {name:?})");
     if raw.len() < 4 {
         tracing::error!(record = %what(), "a stored record failed authentication; not served");
@@ -121,8 +131,14 @@ pub(super) fn read_doc<T: DeserializeOwned>(
         table: "kvseal_meta",
         keys: &keys,
     };
-    let value = open(keyring, &place, &row, &what)?;
-    Ok(Some((raw, value)))
+    open(keyring, &place, &row, &what)
+}
+
+/// Where a missing document is reported: every initialised store has its tables.
+pub(super) fn missing_doc(name: &str) -> EngineError {
+    let what = format!("the {name} table (kvseal_meta {name:?}) is missing");
+    tracing::error!(record = %what, "a stored record is missing");
+    EngineError::Corrupt(what)
 }
 
 /// Like [`read_doc`], for a document every initialised store has: absent is corrupt (deleted).
@@ -131,11 +147,7 @@ pub(super) fn require_doc<T: DeserializeOwned>(
     keyring: &Keyring,
     name: &str,
 ) -> EngineResult<(Vec<u8>, T)> {
-    read_doc(tx, keyring, name)?.ok_or_else(|| {
-        let what = format!("the {name} table (kvseal_meta {name:?}) is missing");
-        tracing::error!(record = %what, "a stored record is missing");
-        EngineError::Corrupt(what)
-    })
+    read_doc(tx, keyring, name)?.ok_or_else(|| missing_doc(name))
 }
 
 /// Seals and stores document `name` if the stored bytes are still `old` (`None`: absent).

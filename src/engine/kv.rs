@@ -364,9 +364,10 @@ impl Engine {
             validate_meta_update(update)?;
         }
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
+        let cache = Arc::clone(&self.mount_cache);
         self.store
             .write(move |tx| {
-                let mount = mount_in(tx, &keyring, mount_id)?;
+                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
                 let existing = load_secret(tx, &keyring, mount_id, path.as_str())?;
                 if req.create_only && existing.is_some() {
                     return Err(EngineError::AlreadyExists);
@@ -429,9 +430,10 @@ impl Engine {
     ) -> EngineResult<PatchOutcome> {
         let keyring = self.kv_mount_check(mount)?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
+        let cache = Arc::clone(&self.mount_cache);
         self.store
             .write(move |tx| {
-                let mount = mount_in(tx, &keyring, mount_id)?;
+                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
                 let Some((old, mut rec)) = load_secret(tx, &keyring, mount_id, path.as_str())?
                 else {
                     return Ok(PatchOutcome::Missing);
@@ -504,9 +506,10 @@ impl Engine {
     ) -> EngineResult<()> {
         let keyring = self.kv_mount_check(mount)?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
+        let cache = Arc::clone(&self.mount_cache);
         self.store
             .write(move |tx| {
-                let mount = mount_in(tx, &keyring, mount_id)?;
+                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
                 let Some((old, mut rec)) = load_secret(tx, &keyring, mount_id, path.as_str())?
                 else {
                     return Ok(());
@@ -552,9 +555,10 @@ impl Engine {
         let keyring = self.kv_mount_check(mount)?;
         validate_meta_update(&update)?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
+        let cache = Arc::clone(&self.mount_cache);
         self.store
             .write(move |tx| {
-                let mount = mount_in(tx, &keyring, mount_id)?;
+                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
                 let (old, mut rec) = match load_secret(tx, &keyring, mount_id, path.as_str())? {
                     Some((row, rec)) => (Some(row), rec),
                     None => (

@@ -93,6 +93,8 @@ pub struct Engine {
     token_cache: cache::GenCache<Vec<u8>, tokens::TokenRow>,
     /// Certificate identities (`[[auth.cert]]`): cert logins and their renewals read them.
     cert_roles: tokens::CertRoles,
+    /// The mount table as KV writes last opened it (see `mounts::mount_in`).
+    mount_cache: Arc<mounts::TableCache>,
 }
 
 impl Engine {
@@ -120,6 +122,7 @@ impl Engine {
             audit_allowed_dir: RwLock::new(None),
             token_cache: cache::GenCache::default(),
             cert_roles: Default::default(),
+            mount_cache: Default::default(),
         };
         if initialized {
             if let SealMode::File(key) = &engine.seal_mode {

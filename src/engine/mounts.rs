@@ -88,15 +88,42 @@ fn change_table(
     Ok(table.mounts)
 }
 
+/// The last mount table opened by a write, with the bytes it was opened from: a write reads the
+/// stored bytes and opens them again only when they differ (every KV write needs its mount's
+/// settings as stored; opening the whole table each time cost a store with many mounts dearly).
+#[derive(Default)]
+pub(super) struct TableCache(std::sync::Mutex<Option<(Vec<u8>, Arc<MountTable>)>>);
+
 /// A mount as stored now, read in the transaction (not from memory, which may be behind a change
-/// committed in the same group).
-pub(super) fn mount_in(tx: &dyn ReadTx, keyring: &Keyring, id: i64) -> EngineResult<Mount> {
-    read_table(tx, keyring)?
-        .1
-        .mounts
-        .into_iter()
-        .find(|m| m.id == id)
-        .ok_or(EngineError::NotFound)
+/// committed in the same group, or on another node).
+pub(super) fn mount_in(
+    tx: &dyn ReadTx,
+    keyring: &Keyring,
+    cache: &TableCache,
+    id: i64,
+) -> EngineResult<Mount> {
+    let raw = tx
+        .get_fact(MOUNTS_DOC)?
+        .ok_or_else(|| barrier::missing_doc(MOUNTS_DOC))?;
+    let find = |t: &MountTable| {
+        t.mounts
+            .iter()
+            .find(|m| m.id == id)
+            .cloned()
+            .ok_or(EngineError::NotFound)
+    };
+    {
+        let cached = cache.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((bytes, table)) = cached.as_ref() {
+            if *bytes == raw {
+                return find(table);
+            }
+        }
+    }
+    let table: Arc<MountTable> = Arc::new(barrier::open_doc(keyring, MOUNTS_DOC, &raw)?);
+    let found = find(&table);
+    *cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((raw, table));
+    found
 }
 
 /// Replaces the mount table in memory with the committed one.

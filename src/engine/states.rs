@@ -39,9 +39,10 @@ impl Engine {
     ) -> EngineResult<VersionMeta> {
         let keyring = self.keyring()?;
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
+        let cache = std::sync::Arc::clone(&self.mount_cache);
         self.store
             .write(move |tx| {
-                let mount = mount_in(tx, &keyring, mount_id)?;
+                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
                 let (old, mut rec) = load_secret(tx, &keyring, mount_id, path.as_str())?
                     .ok_or(EngineError::NotFound)?;
                 let key_dva = rec.meta.delete_version_after;
