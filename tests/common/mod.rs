@@ -10,7 +10,9 @@
 //!   reqwest wrapper that returns status + parsed JSON.
 #![allow(dead_code)]
 
+pub mod db;
 pub mod pki;
+pub mod populate;
 
 use std::fs;
 use std::io::{Read, Write};
