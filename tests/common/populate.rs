@@ -283,6 +283,13 @@ impl Server {
         }
     }
 
+    /// Kills the process (if any) and spawns it again on the same files (a new port), without
+    /// waiting: see [`Server::wait_answering`].
+    pub fn respawn(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
     /// Whether the process is still running.
     pub fn is_alive(&mut self) -> bool {
         match self.child.as_mut() {
@@ -1509,14 +1516,17 @@ pub fn probes(pop: &Population) -> Vec<Probe> {
     out
 }
 
-/// Drops what moves between two identical reads: request ids, remaining TTLs, the build's plugin
+/// Drops what moves between two identical reads: request and error ids, remaining TTLs, the build's plugin
 /// version.
 pub fn normalize(v: Value) -> Value {
     match v {
         Value::Object(o) => Value::Object(
             o.into_iter()
                 .filter(|(k, _)| {
-                    !matches!(k.as_str(), "request_id" | "ttl" | "running_plugin_version")
+                    !matches!(
+                        k.as_str(),
+                        "request_id" | "error_id" | "ttl" | "running_plugin_version"
+                    )
                 })
                 .map(|(k, x)| (k, normalize(x)))
                 .collect(),
