@@ -10,7 +10,9 @@
 //!   reqwest wrapper that returns status + parsed JSON.
 #![allow(dead_code)]
 
+pub mod db;
 pub mod pki;
+pub mod populate;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -28,10 +30,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_kvseal");
 /// How long to wait for a spawned server to answer `/v1/sys/health`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Returns a port that was free a moment ago (bind :0, read, drop).
+/// Returns a port that was free a moment ago (bind :0, read, drop), never one this process
+/// returned before: tests that start servers from several threads would otherwise, now and then,
+/// get the same port twice before either server has bound it.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A short random id for unique paths / mounts.
