@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, SealType};
-use crate::crypto::{decode_key_text, read_key_file};
+use crate::crypto::{decode_key_text, read_key_file, read_secret_into};
 use crate::engine::backup::{self, RestoreKey, SNAPSHOT_DB_NAME};
 use crate::storage::{create_private_dir, lock_dir, snapshot};
 
@@ -101,21 +101,12 @@ fn restore_key(cfg: &Config, unseal_keys: Option<&mut dyn Read>) -> Result<Resto
 const UNSEAL_KEYS_MAX: usize = 32 * 1024;
 
 /// Reads unseal keys, one per line (hex or base64; blank lines and repeats skipped), into buffers wiped when
-/// dropped. The input goes into one buffer of fixed size, never a growing one, so that no
-/// reallocation leaves a copy of a key in freed memory. A line that is not a key is named by its
+/// dropped ([`read_secret_into`]: one buffer of fixed size). A line that is not a key is named by its
 /// number, never shown.
 fn read_unseal_keys(r: &mut dyn Read) -> Result<Vec<Zeroizing<Vec<u8>>>, String> {
     let mut buf = Zeroizing::new(vec![0u8; UNSEAL_KEYS_MAX + 1]);
-    let mut len = 0;
-    while len <= UNSEAL_KEYS_MAX {
-        let n = r
-            .read(&mut buf[len..])
-            .map_err(|e| format!("reading the unseal keys from standard input: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-    }
+    let len = read_secret_into(r, &mut buf)
+        .map_err(|e| format!("reading the unseal keys from standard input: {e}"))?;
     if len > UNSEAL_KEYS_MAX {
         return Err(format!(
             "more than {UNSEAL_KEYS_MAX} bytes on standard input: give the unseal keys only, one per line"
