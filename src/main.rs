@@ -33,12 +33,35 @@ enum OperatorCommand {
         config: PathBuf,
         file: PathBuf,
     },
-    /// Replace the store with a backup or snapshot archive (the server must be stopped).
+    /// Replace the store with a backup or snapshot archive (the server must be stopped). The backup
+    /// is verified with the seal key first: the key file, or the unseal keys with the Shamir seal.
     Restore {
         #[arg(long)]
         config: PathBuf,
+        /// Shamir seal: read the unseal keys from standard input, one per line (hex or base64).
+        #[arg(long)]
+        unseal_keys_stdin: bool,
         file: PathBuf,
     },
+}
+
+/// `kvseal operator restore`, reading the unseal keys from standard input when asked to: from a
+/// duplicate of its descriptor, unbuffered, so that no copy of a key stays in `Stdin`'s buffer.
+fn restore(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    keys_stdin: bool,
+) -> Result<(), String> {
+    if !keys_stdin {
+        return kvseal::operator::restore(config, file, None);
+    }
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("standard input: {e}"))?;
+    let mut stdin = std::fs::File::from(fd);
+    kvseal::operator::restore(config, file, Some(&mut stdin))
 }
 
 #[derive(Args)]
@@ -72,9 +95,11 @@ fn main() -> ExitCode {
                 OperatorCommand::Backup { config, file } => {
                     kvseal::operator::backup(&config, &file)
                 }
-                OperatorCommand::Restore { config, file } => {
-                    kvseal::operator::restore(&config, &file)
-                }
+                OperatorCommand::Restore {
+                    config,
+                    unseal_keys_stdin,
+                    file,
+                } => restore(&config, &file, unseal_keys_stdin),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -3,10 +3,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
-use crate::config::Config;
-use crate::engine::backup::SNAPSHOT_DB_NAME;
+use crate::config::{Config, SealType};
+use crate::crypto::{decode_key_text, read_key_file, read_secret_into};
+use crate::engine::backup::{self, RestoreKey, SNAPSHOT_DB_NAME};
 use crate::storage::{create_private_dir, lock_dir, snapshot};
 
 /// Copies the configured database to `out` (a new file, mode 0600). Safe while the server runs: the
@@ -25,17 +26,27 @@ pub fn backup(config: &Path, out: &Path) -> Result<(), String> {
 
 /// Replaces the configured database with a backup (from `operator backup`) or a snapshot archive
 /// (from `GET sys/storage/raft/snapshot`). The server must be stopped: the store's lock is taken
-/// first, and the backup is checked (integrity, schema version, checksum) before anything changes.
-pub fn restore(config: &Path, input: &Path) -> Result<(), String> {
+/// first, and the backup is checked before anything changes: integrity and schema version, then
+/// with the seal key (the configured key file, or with the Shamir seal the unseal keys read from
+/// `unseal_keys`, one per line): the key must open the backup's root key and keyring, and an
+/// archive's database must match its `SHA256SUMS.sealed`.
+pub fn restore(
+    config: &Path,
+    input: &Path,
+    unseal_keys: Option<&mut dyn Read>,
+) -> Result<(), String> {
     let cfg = Config::load(config)?;
+    let key = restore_key(&cfg, unseal_keys)?;
     let dir = cfg.storage.path.clone();
     create_private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _lock = lock_dir(&dir).map_err(|e| format!("{e} (stop the server before restoring)"))?;
     let staged: PathBuf = dir.join(format!("kvseal.db.restore-{}", uuid::Uuid::new_v4()));
     let result = (|| -> Result<(), String> {
-        stage(input, &staged)?;
+        let sealed_sums = stage(input, &staged)?;
         snapshot::restrict(&staged).map_err(|e| e.to_string())?;
         snapshot::verify(&staged).map_err(|e| e.to_string())?;
+        backup::verify_backup(&staged, &key, sealed_sums.as_deref())
+            .map_err(|e| format!("{}: refused: {e}", input.display()))?;
         let db = dir.join("kvseal.db");
         for suffix in ["-wal", "-shm"] {
             let p = PathBuf::from(format!("{}{suffix}", db.display()));
@@ -57,50 +68,164 @@ pub fn restore(config: &Path, input: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The key a backup is verified with: the configured key file (file seal), or the unseal keys
+/// (Shamir seal), which must then be given.
+fn restore_key(cfg: &Config, unseal_keys: Option<&mut dyn Read>) -> Result<RestoreKey, String> {
+    match (cfg.seal.kind, &cfg.seal.key_file, unseal_keys) {
+        (SealType::File, Some(_), Some(_)) => Err(
+            "--unseal-keys-stdin is for the shamir seal; with the file seal the backup is verified \
+             with the configured key file"
+                .into(),
+        ),
+        (SealType::File, Some(path), None) => match read_key_file(path)? {
+            Some(key) => Ok(RestoreKey::File(key)),
+            None => Err(format!(
+                "{}: the seal key file is missing; a restore verifies the backup with the seal key, \
+                 so put the store's key file there first",
+                path.display()
+            )),
+        },
+        (SealType::File, None, _) => Err("seal.key_file is required with type = \"file\"".into()),
+        (SealType::Shamir, _, None) => Err(
+            "this store has the shamir seal: a restore verifies the backup with the unseal keys \
+             before anything is replaced; give at least the threshold of them on standard input, \
+             one per line (hex or base64, as `vault operator unseal` takes them), with \
+             --unseal-keys-stdin"
+                .into(),
+        ),
+        (SealType::Shamir, _, Some(r)) => read_unseal_keys(r).map(RestoreKey::Shares),
+    }
+}
+
+/// The most read from standard input for unseal keys: 255 shares of 33 bytes in hex, with room.
+const UNSEAL_KEYS_MAX: usize = 32 * 1024;
+
+/// Reads unseal keys, one per line (hex or base64; blank lines and repeats skipped), into buffers wiped when
+/// dropped ([`read_secret_into`]: one buffer of fixed size). A line that is not a key is named by its
+/// number, never shown.
+fn read_unseal_keys(r: &mut dyn Read) -> Result<Vec<Zeroizing<Vec<u8>>>, String> {
+    let mut buf = Zeroizing::new(vec![0u8; UNSEAL_KEYS_MAX + 1]);
+    let len = read_secret_into(r, &mut buf)
+        .map_err(|e| format!("reading the unseal keys from standard input: {e}"))?;
+    if len > UNSEAL_KEYS_MAX {
+        return Err(format!(
+            "more than {UNSEAL_KEYS_MAX} bytes on standard input: give the unseal keys only, one per line"
+        ));
+    }
+    let mut keys = Vec::new();
+    for (i, line) in buf[..len].split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let key = std::str::from_utf8(line)
+            .ok()
+            .and_then(decode_key_text)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "line {} of standard input is not an unseal key in hex or base64",
+                    i + 1
+                )
+            })?;
+        // As `sys/unseal`, a key given twice counts once.
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        return Err("no unseal key on standard input (one per line, hex or base64)".into());
+    }
+    Ok(keys)
+}
+
 /// Writes the database inside `input` to `staged`: the file itself, or the database entry of a
-/// snapshot archive after checking it against the archive's SHA256SUMS.
-fn stage(input: &Path, staged: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let db = if bytes.starts_with(&[0x1f, 0x8b]) {
+/// snapshot archive after checking it against the archive's SHA256SUMS. Returns the archive's
+/// `SHA256SUMS.sealed` (`None` for a raw backup), which the caller verifies with the seal key.
+fn stage(input: &Path, staged: &Path) -> Result<Option<Vec<u8>>, String> {
+    let shown = input.display();
+    let bytes = std::fs::read(input).map_err(|e| format!("{shown}: {e}"))?;
+    let (db, sealed_sums) = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
-        let (mut db, mut sums) = (None, None);
+        let (mut db, mut sums, mut sealed) = (None, None, None);
         for entry in archive
             .entries()
-            .map_err(|e| format!("{}: not a snapshot archive: {e}", input.display()))?
+            .map_err(|e| format!("{shown}: not a snapshot archive: {e}"))?
         {
-            let mut entry = entry.map_err(|e| format!("{}: {e}", input.display()))?;
+            let mut entry = entry.map_err(|e| format!("{shown}: {e}"))?;
             let name = entry
                 .path()
-                .map_err(|e| format!("{}: {e}", input.display()))?
+                .map_err(|e| format!("{shown}: {e}"))?
                 .to_string_lossy()
                 .to_string();
+            let slot = match name.as_str() {
+                SNAPSHOT_DB_NAME => &mut db,
+                "SHA256SUMS" => &mut sums,
+                "SHA256SUMS.sealed" => &mut sealed,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(format!("{shown}: refused: the archive holds {name} twice"));
+            }
             let mut data = Vec::new();
             entry
                 .read_to_end(&mut data)
-                .map_err(|e| format!("{}: {e}", input.display()))?;
-            match name.as_str() {
-                SNAPSHOT_DB_NAME => db = Some(data),
-                "SHA256SUMS" => sums = Some(data),
-                _ => {}
-            }
+                .map_err(|e| format!("{shown}: {e}"))?;
+            *slot = Some(data);
         }
-        let db = db
-            .ok_or_else(|| format!("{}: the archive has no {SNAPSHOT_DB_NAME}", input.display()))?;
-        let sums =
-            sums.ok_or_else(|| format!("{}: the archive has no SHA256SUMS", input.display()))?;
-        let digest: String = Sha256::digest(&db)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if !String::from_utf8_lossy(&sums).starts_with(&digest) {
+        let db = db.ok_or_else(|| format!("{shown}: the archive has no {SNAPSHOT_DB_NAME}"))?;
+        let sums = sums.ok_or_else(|| format!("{shown}: the archive has no SHA256SUMS"))?;
+        let sealed = sealed.ok_or_else(|| {
+            format!(
+                "{shown}: refused: the archive has no SHA256SUMS.sealed, so it cannot be verified \
+                 with the seal key"
+            )
+        })?;
+        if sums != backup::sums_line(&db).as_bytes() {
             return Err(format!(
-                "{}: checksum mismatch; the archive is damaged",
-                input.display()
+                "{shown}: checksum mismatch ({SNAPSHOT_DB_NAME} against SHA256SUMS); the archive is \
+                 damaged"
             ));
         }
-        db
+        (db, Some(sealed))
     } else {
-        bytes
+        (bytes, None)
     };
-    std::fs::write(staged, db).map_err(|e| format!("{}: {e}", staged.display()))
+    std::fs::write(staged, db).map_err(|e| format!("{}: {e}", staged.display()))?;
+    Ok(sealed_sums)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unseal_keys_are_read_one_per_line() {
+        let too_long = "00".repeat(UNSEAL_KEYS_MAX);
+        // (standard input, keys read or the error's words)
+        let cases: [(&str, Result<usize, &str>); 8] = [
+            ("00ff10\n", Ok(1)),
+            ("  00ff10  \r\n\n\nAP8Q\n", Ok(1)), // the same key in hex and base64
+            ("00ff10\n00ff11", Ok(2)),
+            ("", Err("no unseal key on standard input")),
+            ("\n \n", Err("no unseal key on standard input")),
+            (
+                "00ff10\nsecret-ish!\n",
+                Err("line 2 of standard input is not"),
+            ),
+            ("00ff1\n", Err("line 1 of standard input is not")),
+            (&too_long, Err("more than 32768 bytes on standard input")),
+        ];
+        for (input, want) in cases {
+            let got = read_unseal_keys(&mut input.as_bytes()).map(|k| k.len());
+            match (got, want) {
+                (Ok(n), Ok(w)) => assert_eq!(n, w, "{input:?}"),
+                (Err(e), Err(w)) => {
+                    assert!(e.contains(w), "{input:?}: {e}");
+                    assert!(!e.contains("secret-ish"), "a key line is never shown: {e}");
+                }
+                (got, want) => panic!("{input:?}: {got:?}, want {want:?}"),
+            }
+        }
+    }
 }

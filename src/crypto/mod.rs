@@ -350,6 +350,21 @@ pub fn decode_key_text(text: &str) -> Option<Zeroizing<Vec<u8>>> {
 /// copy of the key in freed memory.
 const KEY_FILE_MAX: usize = 256;
 
+/// Reads `r` into `buf` until the end of the input or until `buf` is full, and returns the length
+/// read. Secrets are read this way into a buffer of fixed size (wiped by its owner), never into a
+/// growing one, so that no reallocation leaves a copy in freed memory. A caller that must refuse
+/// oversized input passes a buffer one byte longer than its limit.
+pub fn read_secret_into(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut len = 0;
+    while len < buf.len() {
+        match r.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    Ok(len)
+}
+
 /// Reads the seal key from `path`: `Ok(None)` when the file does not exist. The file must hold the
 /// base64 of 32 bytes, and only its owner may access it: a key file that group or others can read
 /// is refused (as `ssh` refuses such a private key), naming the file, its mode and the fix.
@@ -375,19 +390,7 @@ pub fn read_key_file(path: &Path) -> Result<Option<Key32>, String> {
         ));
     }
     let mut text = Zeroizing::new([0u8; KEY_FILE_MAX + 1]);
-    let mut len = 0;
-    loop {
-        let n = f
-            .read(&mut text[len..])
-            .map_err(|e| format!("{shown}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-        if len > KEY_FILE_MAX {
-            break;
-        }
-    }
+    let len = read_secret_into(&mut f, &mut text[..]).map_err(|e| format!("{shown}: {e}"))?;
     let not_a_key = || format!("{shown}: not a base64-encoded 32-byte key");
     if len > KEY_FILE_MAX {
         return Err(not_a_key());

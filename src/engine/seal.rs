@@ -17,8 +17,8 @@ use crate::policy;
 use crate::storage::{ReadTx, Store};
 
 pub(super) const KEYRING_FACT: &str = "keyring";
-const ROOT_KEY_FACT: &str = "root_key";
-const SEAL_CONFIG_FACT: &str = "seal_config";
+pub(super) const ROOT_KEY_FACT: &str = "root_key";
+pub(super) const SEAL_CONFIG_FACT: &str = "seal_config";
 
 /// How the seal key is obtained.
 pub enum SealMode {
@@ -76,6 +76,21 @@ pub struct SealInfo {
 pub struct InitOutput {
     pub root_token: tokens::Token,
     pub shares: Vec<Zeroizing<Vec<u8>>>,
+}
+
+impl SealKindName {
+    fn name(self) -> &'static str {
+        match self {
+            SealKindName::File => "file",
+            SealKindName::Shamir => "shamir",
+        }
+    }
+}
+
+/// The seal type (`"file"` or `"shamir"`) and the threshold recorded in a `seal_config` fact.
+pub(super) fn parse_seal_config(raw: &[u8]) -> Option<(&'static str, usize)> {
+    let cfg: SealConfig = serde_json::from_slice(raw).ok()?;
+    Some((cfg.kind.name(), cfg.threshold))
 }
 
 fn read_config(store: &Store) -> EngineResult<Option<SealConfig>> {

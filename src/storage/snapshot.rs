@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::error::{StorageError, StorageResult};
 use super::sqlite::CURRENT_VERSION;
@@ -68,4 +68,19 @@ pub fn verify(path: &Path) -> StorageResult<()> {
         )));
     }
     Ok(())
+}
+
+/// The values of the facts `keys` (rows of `kvseal_meta`) in the database file at `path`, read in one
+/// read transaction of a read-only connection: `None` for a fact the file does not hold. A restore
+/// reads the backup's own root key and keyring with it, to verify the backup before it is installed.
+pub fn read_facts(path: &Path, keys: &[&str]) -> EngineResult<Vec<Option<Vec<u8>>>> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| EngineError::invalid(format!("{}: not a database: {e}", path.display())))?;
+    let tx = conn.unchecked_transaction()?;
+    let mut stmt = tx.prepare("SELECT value FROM kvseal_meta WHERE key = ?1")?;
+    let mut values = Vec::with_capacity(keys.len());
+    for key in keys {
+        values.push(stmt.query_row([key], |r| r.get(0)).optional()?);
+    }
+    Ok(values)
 }
