@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::barrier;
 use super::error::{EngineError, EngineResult};
 use super::{Engine, Memory};
 use crate::audit::{AuditDevice, AuditError, OpenMode};
-use super::barrier;
 use crate::crypto::{Key32, Keyring};
 use crate::storage::{ReadTx, WriteTx};
 
@@ -56,7 +56,9 @@ fn seal_salt(keyring: &Keyring, name: &str, salt: &Key32) -> EngineResult<Vec<u8
 
 fn open_salt(keyring: &Keyring, name: &str, blob: &[u8]) -> EngineResult<Key32> {
     if blob.len() < 28 {
-        return Err(EngineError::Corrupt(format!("the salt of audit device {name:?}")));
+        return Err(EngineError::Corrupt(format!(
+            "the salt of audit device {name:?}"
+        )));
     }
     let key_id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
     let plain = keyring.open(key_id, &blob[4..28], &blob[28..], &salt_aad(name))?;

@@ -47,13 +47,14 @@ pub(super) fn seal<T: Serialize>(
     place: &Place<'_>,
     value: &T,
 ) -> EngineResult<SealedRow> {
-    let json = Zeroizing::new(
-        serde_json::to_vec(value).map_err(|e| EngineError::Storage(e.to_string()))?,
-    );
+    let json =
+        Zeroizing::new(serde_json::to_vec(value).map_err(|e| EngineError::Storage(e.to_string()))?);
     let (active, _) = keyring.active_term();
     let (key_id, sealed) = keyring.seal(&json, &place.aad(active))?;
     if key_id != active {
-        return Err(EngineError::Storage("the keyring changed while sealing".into()));
+        return Err(EngineError::Storage(
+            "the keyring changed while sealing".into(),
+        ));
     }
     let mut blob = sealed.nonce;
     blob.extend_from_slice(&sealed.ciphertext);

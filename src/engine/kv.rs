@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::barrier::{self, Place};
 use super::clock::Nanos;
 use super::error::{EngineError, EngineResult};
 use super::model::{
     ListPage, MetaUpdate, Mount, PatchOutcome, PutOutcome, PutSecret, SecretMeta, SecretRecord,
     VersionMeta, VersionOp, VersionRead, VersionState, WriteOutcome,
 };
-use super::path::{FolderPath, SecretPath};
-use super::barrier::{self, Place};
 use super::mounts::mount_in;
+use super::path::{FolderPath, SecretPath};
 use super::Engine;
 use crate::crypto::{version_aad, Keyring};
 use crate::storage::{ReadTx, SealedRow, VersionBlob, WriteTx};
@@ -117,6 +117,23 @@ pub(super) fn load_secret(
     };
     let rec = open_secret(keyring, mount_id, path, &row)?;
     Ok(Some((row, rec)))
+}
+
+/// Checks that a key's sealed record opens where it was found, without decoding it.
+fn authenticate_secret(
+    keyring: &Keyring,
+    mount_id: i64,
+    path: &str,
+    row: &SealedRow,
+) -> EngineResult<()> {
+    let id = mount_id.to_be_bytes();
+    let keys: [&[u8]; 2] = [&id, path.as_bytes()];
+    let place = Place {
+        table: "secrets",
+        keys: &keys,
+    };
+    let what = || format!("metadata of {path:?} in mount {mount_id}");
+    barrier::open::<serde::de::IgnoredAny>(keyring, &place, row, &what).map(|_| ())
 }
 
 /// Opens a key's sealed record found at (`mount_id`, `path`).
@@ -625,10 +642,18 @@ impl Engine {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> EngineResult<ListPage> {
-        self.kv_mount_check(mount)?;
-        let keys = self
+        let keyring = self.kv_mount_check(mount)?;
+        let children = self
             .store
             .read(|tx| tx.list_children(mount.id, folder.as_str(), after, limit))?;
+        // Every name served is authenticated: the row it was read from must open where it lies (a
+        // path renamed or moved from another mount fails here). A key whose row was deleted behind
+        // kvseal's back is simply absent, as after a delete: nothing sealed lists a mount's keys.
+        let mut keys = Vec::with_capacity(children.len());
+        for (name, path, row) in children {
+            authenticate_secret(&keyring, mount.id, &path, &row)?;
+            keys.push(name);
+        }
         Ok(ListPage { keys })
     }
 

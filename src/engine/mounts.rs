@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use super::barrier;
 use super::clock::Nanos;
 use super::error::{EngineError, EngineResult};
 use super::model::{KvConfig, KvConfigUpdate, Mount, MountSpec, MountTune};
 use super::path::MountPath;
-use super::barrier;
 use super::{Engine, Memory};
 use crate::crypto::Keyring;
 use crate::storage::{ReadTx, WriteTx};
@@ -71,7 +71,10 @@ pub(super) struct MountTable {
 }
 
 /// Reads and opens the mount table; the stored bytes come back for a conditional replace.
-pub(super) fn read_table(tx: &dyn ReadTx, keyring: &Keyring) -> EngineResult<(Vec<u8>, MountTable)> {
+pub(super) fn read_table(
+    tx: &dyn ReadTx,
+    keyring: &Keyring,
+) -> EngineResult<(Vec<u8>, MountTable)> {
     barrier::require_doc(tx, keyring, MOUNTS_DOC)
 }
 
@@ -83,7 +86,9 @@ fn change_table(
 ) -> EngineResult<Vec<Mount>> {
     let (old, mut table) = read_table(tx, keyring)?;
     change(&mut table)?;
-    table.mounts.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+    table
+        .mounts
+        .sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
     barrier::write_doc(tx, keyring, MOUNTS_DOC, Some(&old), &table)?;
     Ok(table.mounts)
 }

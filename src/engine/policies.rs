@@ -25,7 +25,10 @@ pub(super) const POLICIES_DOC: &str = "policies";
 
 pub(super) type PolicyTexts = BTreeMap<String, String>;
 
-pub(super) fn read_texts(tx: &dyn ReadTx, keyring: &Keyring) -> EngineResult<(Vec<u8>, PolicyTexts)> {
+pub(super) fn read_texts(
+    tx: &dyn ReadTx,
+    keyring: &Keyring,
+) -> EngineResult<(Vec<u8>, PolicyTexts)> {
     barrier::require_doc(tx, keyring, POLICIES_DOC)
 }
 

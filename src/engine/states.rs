@@ -5,10 +5,10 @@
 //! soft delete, deleting is Vault's destroy (terminal: data wiped).
 
 use super::error::{EngineError, EngineResult};
-use super::model::{Mount, SecretMeta, VersionMeta, VersionState};
-use super::path::SecretPath;
 use super::kv::{decrypt, load_secret, open_secret, save_secret};
+use super::model::{Mount, SecretMeta, VersionMeta, VersionState};
 use super::mounts::mount_in;
+use super::path::SecretPath;
 use super::Engine;
 
 /// One entry of a flat listing: a key's path, metadata and current version (if it has one).
@@ -68,11 +68,8 @@ impl Engine {
                         true
                     }
                     (VersionState::Deactivated, VersionState::Active) => {
-                        v.deletion_time = super::kv::deletion_time(
-                            now,
-                            mount.kv.delete_version_after,
-                            key_dva,
-                        );
+                        v.deletion_time =
+                            super::kv::deletion_time(now, mount.kv.delete_version_after, key_dva);
                         true
                     }
                     _ => false,

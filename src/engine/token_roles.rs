@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::barrier;
 use super::error::{EngineError, EngineResult};
 use super::Engine;
-use super::barrier;
 use crate::crypto::Keyring;
 use crate::storage::ReadTx;
 

@@ -11,10 +11,10 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::clock::{Nanos, NANOS_PER_SEC};
 use super::error::{EngineError, EngineResult};
+use super::token_entry::{accessor_hash, open_token, seal_token};
 use super::token_roles::{remove_duplicates, resolve_policies, PolicyRequest};
 use super::ttl::{calculate_ttl, TtlTerms};
 use super::Engine;
-use super::token_entry::{accessor_hash, open_token, seal_token};
 use crate::crypto::Keyring;
 use crate::storage::{ReadTx, TokenRecord};
 

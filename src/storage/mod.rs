@@ -47,14 +47,16 @@ pub trait ReadTx {
         limit: usize,
     ) -> StorageResult<Vec<(String, SealedRow)>>;
     /// The direct children of `folder` (`""` or ending in `/`): keys as their name, sub-folders as
-    /// `name/`, names greater than `after`, at most `limit`.
+    /// `name/`, names greater than `after`, at most `limit`. Each comes with the row it was read
+    /// from (its full path and sealed record; for a sub-folder, the first key in it), so that the
+    /// caller can authenticate every name it serves.
     fn list_children(
         &self,
         mount_id: i64,
         folder: &str,
         after: Option<&str>,
         limit: Option<usize>,
-    ) -> StorageResult<Vec<String>>;
+    ) -> StorageResult<Vec<(String, String, SealedRow)>>;
     /// A version's sealed data.
     fn get_version(
         &self,

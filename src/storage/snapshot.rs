@@ -50,7 +50,7 @@ pub fn verify(path: &Path) -> StorageResult<()> {
         )));
     }
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < 1 || version > CURRENT_VERSION {
+    if !(1..=CURRENT_VERSION).contains(&version) {
         return Err(StorageError::Other(format!(
             "{}: schema version {version} is not one this kvseal can restore",
             path.display()
@@ -73,9 +73,9 @@ pub fn verify(path: &Path) -> StorageResult<()> {
 /// The values of the facts `keys` (rows of `kvseal_meta`) in the database file at `path`, read in one
 /// read transaction of a read-only connection: `None` for a fact the file does not hold. A restore
 /// reads the backup's own root key and keyring with it, to verify the backup before it is installed.
-pub fn read_facts(path: &Path, keys: &[&str]) -> EngineResult<Vec<Option<Vec<u8>>>> {
+pub fn read_facts(path: &Path, keys: &[&str]) -> StorageResult<Vec<Option<Vec<u8>>>> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| EngineError::invalid(format!("{}: not a database: {e}", path.display())))?;
+        .map_err(|e| StorageError::Other(format!("{}: not a database: {e}", path.display())))?;
     let tx = conn.unchecked_transaction()?;
     let mut stmt = tx.prepare("SELECT value FROM kvseal_meta WHERE key = ?1")?;
     let mut values = Vec::with_capacity(keys.len());

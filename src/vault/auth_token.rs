@@ -11,9 +11,9 @@ use super::request::Op;
 use super::response::Reply;
 use super::Ctx;
 use crate::engine::clock::{rfc3339_nano, NANOS_PER_SEC};
+use crate::engine::tokens::TokenRow;
 use crate::engine::tokens::{TokenRef, TokenRequest};
 use crate::engine::Identity;
-use crate::engine::tokens::TokenRow;
 
 mod roles;
 #[cfg(test)]

@@ -101,10 +101,15 @@ impl SqliteStore {
             let p = PathBuf::from(format!("{}{suffix}", path.display()));
             ensure_private_file(&p).map_err(|e| io_err(&p, e))?;
         }
-        let conn = open_conn(&path, durability, false)?;
-        if schema::version(&conn)? == 1 {
-            v1::keep_copy(&conn, dir)?;
+        {
+            // Before any setting touches the file (turning WAL on rewrites its header): the copy of
+            // a schema-1 database is the file as it was.
+            let plain = Connection::open(&path)?;
+            if schema::version(&plain)? == 1 {
+                v1::keep_copy(&plain, dir)?;
+            }
         }
+        let conn = open_conn(&path, durability, false)?;
         schema::migrate(&conn)?;
         let writer = Writer::start(conn)?;
         Ok(Self {

@@ -24,7 +24,8 @@ fn prefix_end(prefix: &str) -> String {
 }
 
 fn sealed_row(key_id: i64, blob: Vec<u8>) -> rusqlite::Result<SealedRow> {
-    let key_id = u32::try_from(key_id).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, key_id))?;
+    let key_id =
+        u32::try_from(key_id).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, key_id))?;
     Ok(SealedRow { key_id, blob })
 }
 
@@ -44,19 +45,32 @@ fn version_i64(v: u64) -> StorageResult<i64> {
 }
 
 impl ReadTx for SqliteTx<'_> {
+    /// A value of another type than the blob kvseal writes (SQLite keeps whatever it is given) comes
+    /// back as its bytes: it then fails authentication where it is opened, like any other edit,
+    /// instead of failing here for everything that reads facts (start-up included).
     fn get_fact(&self, key: &str) -> StorageResult<Option<Vec<u8>>> {
-        Ok(self
+        use rusqlite::types::Value;
+        let value: Option<Value> = self
             .conn
             .prepare_cached("SELECT value FROM kvseal_meta WHERE key = ?1")?
             .query_row([key], |r| r.get(0))
-            .optional()?)
+            .optional()?;
+        Ok(value.map(|v| match v {
+            Value::Blob(b) => b,
+            Value::Text(t) => t.into_bytes(),
+            Value::Integer(i) => i.to_string().into_bytes(),
+            Value::Real(f) => f.to_string().into_bytes(),
+            Value::Null => Vec::new(),
+        }))
     }
 
     fn get_secret(&self, mount_id: i64, path: &str) -> StorageResult<Option<SealedRow>> {
         Ok(self
             .conn
             .prepare_cached("SELECT key_id, sealed FROM secrets WHERE mount_id = ?1 AND path = ?2")?
-            .query_row(params![mount_id, path], |r| sealed_row(r.get(0)?, r.get(1)?))
+            .query_row(params![mount_id, path], |r| {
+                sealed_row(r.get(0)?, r.get(1)?)
+            })
             .optional()?)
     }
 
@@ -85,7 +99,7 @@ impl ReadTx for SqliteTx<'_> {
         folder: &str,
         after: Option<&str>,
         limit: Option<usize>,
-    ) -> StorageResult<Vec<String>> {
+    ) -> StorageResult<Vec<(String, String, SealedRow)>> {
         const BATCH: i64 = 256;
         let end = prefix_end(folder);
         let mut cursor = match after {
@@ -97,19 +111,21 @@ impl ReadTx for SqliteTx<'_> {
         };
         let mut out = Vec::new();
         let mut stmt = self.conn.prepare_cached(
-            "SELECT path FROM secrets WHERE mount_id = ?1 AND path >= ?2 AND path < ?3
+            "SELECT path, key_id, sealed FROM secrets WHERE mount_id = ?1 AND path >= ?2 AND path < ?3
              ORDER BY path LIMIT ?4",
         )?;
         'scan: loop {
-            let rows: Vec<String> = stmt
-                .query_map(params![mount_id, cursor, end, BATCH], |r| r.get(0))?
+            let rows: Vec<(String, SealedRow)> = stmt
+                .query_map(params![mount_id, cursor, end, BATCH], |r| {
+                    Ok((r.get(0)?, sealed_row(r.get(1)?, r.get(2)?)?))
+                })?
                 .collect::<Result<_, _>>()?;
             if rows.is_empty() {
                 break;
             }
             let full = rows.len() as i64 == BATCH;
             let mut next_cursor = None;
-            for path in &rows {
+            for (path, row) in &rows {
                 let Some(rest) = path.get(folder.len()..) else {
                     return Err(StorageError::Corrupt(format!(
                         "secret path {path:?} outside the scanned folder"
@@ -120,9 +136,9 @@ impl ReadTx for SqliteTx<'_> {
                         let child = format!("{}/", &rest[..i]);
                         // Skip the whole sub-folder and re-query from past it.
                         next_cursor = Some(prefix_end(&format!("{folder}{child}")));
-                        out.push(child);
+                        out.push((child, path.clone(), row.clone()));
                     }
-                    None => out.push(rest.to_string()),
+                    None => out.push((rest.to_string(), path.clone(), row.clone())),
                 }
                 if limit.is_some_and(|l| out.len() >= l) {
                     break 'scan;
@@ -133,7 +149,7 @@ impl ReadTx for SqliteTx<'_> {
             }
             cursor = match next_cursor {
                 Some(c) => c,
-                None if full => format!("{}\u{0}", rows[rows.len() - 1]),
+                None if full => format!("{}\u{0}", rows[rows.len() - 1].0),
                 None => break,
             };
         }
@@ -201,7 +217,9 @@ impl ReadTx for SqliteTx<'_> {
     fn get_token_by_accessor(&self, accessor: &[u8]) -> StorageResult<Option<TokenRecord>> {
         Ok(self
             .conn
-            .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE accessor = ?1"))?
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLS} FROM tokens WHERE accessor = ?1"
+            ))?
             .query_row([accessor], token_from_row)
             .optional()?)
     }
@@ -215,9 +233,9 @@ impl ReadTx for SqliteTx<'_> {
     }
 
     fn token_children(&self, hash: &[u8]) -> StorageResult<Vec<TokenRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE parent = ?1"))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE parent = ?1"
+        ))?;
         let rows = stmt.query_map([hash], token_from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }

@@ -108,11 +108,8 @@ impl Writer {
         let job = Self::job(f, move |r| {
             let _ = tx.send(r);
         });
-        self.tx
-            .send(job)
-            .map_err(|_| Self::stopped::<E>())?;
-        rx.await
-            .map_err(|_| Self::stopped::<E>())?
+        self.tx.send(job).map_err(|_| Self::stopped::<E>())?;
+        rx.await.map_err(|_| Self::stopped::<E>())?
     }
 
     /// Like [`Writer::submit`], and once the group has committed, runs `then` with the job's result
@@ -131,11 +128,8 @@ impl Writer {
         let job = Self::job(f, move |r| {
             let _ = tx.send(r.and_then(then));
         });
-        self.tx
-            .send(job)
-            .map_err(|_| Self::stopped::<E>())?;
-        rx.await
-            .map_err(|_| Self::stopped::<E>())?
+        self.tx.send(job).map_err(|_| Self::stopped::<E>())?;
+        rx.await.map_err(|_| Self::stopped::<E>())?
     }
 
     /// Runs `f` on the writer's connection itself (settings only tests change).
@@ -161,11 +155,8 @@ impl Writer {
         let job = Self::job(f, move |r| {
             let _ = tx.send(r);
         });
-        self.tx
-            .send(job)
-            .map_err(|_| Self::stopped::<E>())?;
-        rx.recv()
-            .map_err(|_| Self::stopped::<E>())?
+        self.tx.send(job).map_err(|_| Self::stopped::<E>())?;
+        rx.recv().map_err(|_| Self::stopped::<E>())?
     }
 }
 
