@@ -1,13 +1,26 @@
-//! Re-encrypting old versions under the newest keyring key, in the background, in small batches
-//! through the writer so that ordinary writes interleave with it and are never blocked for long.
+//! Re-sealing every record under the newest keyring key (versions, key records, token entries and
+//! the sealed tables), in the background, in small batches through the writer so that ordinary
+//! writes interleave with it and are never blocked for long. Each record is replaced conditionally:
+//! one changed meanwhile by a request is left for the next batch.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::barrier;
 use super::error::{EngineError, EngineResult};
+use super::kv::{open_secret, save_secret};
+use super::token_entry::{open_token, seal_token};
 use super::Engine;
 use crate::crypto::version_aad;
-use crate::storage::VersionBlob;
+use crate::storage::{StorageError, VersionBlob};
+
+/// The sealed tables kept as facts.
+const DOCS: [&str; 4] = [
+    super::mounts::MOUNTS_DOC,
+    super::policies::POLICIES_DOC,
+    super::token_roles::ROLES_DOC,
+    super::audit::AUDIT_DOC,
+];
 
 const BATCH: usize = 256;
 
@@ -23,14 +36,14 @@ pub struct RewrapStatus {
     pub running: bool,
     /// Versions re-encrypted by the current (or last) run.
     pub rewrapped: u64,
-    /// Versions still sealed under an older key.
+    /// Records (versions, key records, token entries) still sealed under an older key.
     pub remaining: u64,
 }
 
 impl Engine {
     pub fn rewrap_status(&self) -> EngineResult<RewrapStatus> {
         let (active, _) = self.keyring()?.active_term();
-        let remaining = self.store.read(|tx| tx.count_stale_versions(active))?;
+        let remaining = self.store.read(|tx| tx.count_stale(active))?;
         Ok(RewrapStatus {
             running: self.rewrap.running.load(Ordering::SeqCst),
             rewrapped: self.rewrap.done.load(Ordering::SeqCst),
@@ -38,7 +51,7 @@ impl Engine {
         })
     }
 
-    /// Re-encrypts up to one batch of versions sealed under an older key; returns how many.
+    /// Re-seals up to one batch of records sealed under an older key; returns how many.
     pub fn rewrap_batch(&self) -> EngineResult<usize> {
         let keyring = self.keyring()?;
         self.store.write_blocking(move |tx| {
@@ -59,7 +72,33 @@ impl Engine {
                     },
                 )?;
             }
-            Ok::<_, EngineError>(stale.len())
+            let mut done = stale.len();
+            for (mount_id, path, row) in tx.stale_secrets(active, BATCH)? {
+                let rec = open_secret(&keyring, mount_id, &path, &row)?;
+                match save_secret(tx, &keyring, mount_id, &path, Some(&row), &rec) {
+                    Ok(()) => done += 1,
+                    Err(EngineError::Unavailable(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            for old in tx.stale_tokens(active, BATCH)? {
+                let entry = open_token(&keyring, &old)?;
+                match tx.replace_token(&old, &seal_token(&keyring, &entry)?) {
+                    Ok(()) => done += 1,
+                    Err(StorageError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for name in DOCS {
+                let Some(raw) = tx.get_fact(name)? else {
+                    continue;
+                };
+                if raw.get(..4).is_some_and(|id| id != active.to_be_bytes()) {
+                    let doc: serde_json::Value = barrier::open_doc(&keyring, name, &raw)?;
+                    barrier::write_doc(tx, &keyring, name, Some(&raw), &doc)?;
+                }
+            }
+            Ok::<_, EngineError>(done)
         })
     }
 

@@ -64,8 +64,18 @@ pub trait ReadTx {
         path: &str,
         version: u64,
     ) -> StorageResult<Option<VersionBlob>>;
+    /// Versions sealed under another key than `active` (for rewrapping), at most `limit`.
     fn stale_versions(&self, active: u32, limit: usize) -> StorageResult<Vec<StaleVersion>>;
-    fn count_stale_versions(&self, active: u32) -> StorageResult<u64>;
+    /// Key records sealed under another key than `active`: (mount id, path, record).
+    fn stale_secrets(
+        &self,
+        active: u32,
+        limit: usize,
+    ) -> StorageResult<Vec<(i64, String, SealedRow)>>;
+    /// Token rows sealed under another key than `active`.
+    fn stale_tokens(&self, active: u32, limit: usize) -> StorageResult<Vec<TokenRecord>>;
+    /// How many versions, key records and token rows are sealed under another key than `active`.
+    fn count_stale(&self, active: u32) -> StorageResult<u64>;
 
     fn get_token(&self, hash: &[u8]) -> StorageResult<Option<TokenRecord>>;
     fn get_token_by_accessor(&self, accessor: &[u8]) -> StorageResult<Option<TokenRecord>>;

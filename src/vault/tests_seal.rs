@@ -238,7 +238,9 @@ async fn rotate_rewrap_and_root_rotation() {
     };
     assert_eq!(key_ids(&h), [1, 1, 2]);
     let st = h.call("GET", "/v1/sys/rewrap", None).await.json();
-    assert_eq!(st["data"]["remaining"], 2);
+    // Versions 1 and 2, and the root token's entry (sealed at init); the key's record was re-sealed
+    // by the write of version 3.
+    assert_eq!(st["data"]["remaining"], 3);
     let r = h.call("PUT", "/v1/sys/rewrap", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     for _ in 0..100 {
@@ -253,6 +255,33 @@ async fn rotate_rewrap_and_root_rotation() {
         [2, 2, 2],
         "every version is under the newest key after rewrap"
     );
+    let other_ids = |h: &crate::testutil::Harness| -> Vec<(String, i64)> {
+        let conn = rusqlite::Connection::open(h.dir.join("kvseal.db")).unwrap();
+        let mut st = conn
+            .prepare(
+                "SELECT 'secrets', key_id FROM secrets UNION ALL SELECT 'tokens', key_id FROM tokens
+                 UNION ALL SELECT key, CAST(substr(value, 4, 1) AS BLOB) FROM kvseal_meta
+                 WHERE key IN ('mounts', 'policies', 'token_roles', 'audit_devices')",
+            )
+            .unwrap();
+        st.query_map([], |r| {
+            let id: rusqlite::types::Value = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                match id {
+                    rusqlite::types::Value::Integer(i) => i,
+                    rusqlite::types::Value::Blob(b) => b.first().copied().unwrap_or(0) as i64,
+                    _ => -1,
+                },
+            ))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+    };
+    for (table, id) in other_ids(&h) {
+        assert_eq!(id, 2, "{table} is under the newest key after rewrap");
+    }
     for (v, n) in [(1, 1), (2, 2), (3, 3)] {
         let g = h
             .call("GET", &format!("/v1/secret/data/a?version={v}"), None)

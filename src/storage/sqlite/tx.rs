@@ -199,10 +199,36 @@ impl ReadTx for SqliteTx<'_> {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn count_stale_versions(&self, active: u32) -> StorageResult<u64> {
+    fn stale_secrets(
+        &self,
+        active: u32,
+        limit: usize,
+    ) -> StorageResult<Vec<(i64, String, SealedRow)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT mount_id, path, key_id, sealed FROM secrets WHERE key_id != ?1 LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![active, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, sealed_row(r.get(2)?, r.get(3)?)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn stale_tokens(&self, active: u32, limit: usize) -> StorageResult<Vec<TokenRecord>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens WHERE key_id != ?1 LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![active, limit as i64], token_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn count_stale(&self, active: u32) -> StorageResult<u64> {
         Ok(self
             .conn
-            .prepare_cached("SELECT count(*) FROM versions WHERE key_id != ?1")?
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM versions WHERE key_id != ?1)
+                      + (SELECT count(*) FROM secrets WHERE key_id != ?1)
+                      + (SELECT count(*) FROM tokens WHERE key_id != ?1)",
+            )?
             .query_row([active], |r| r.get::<_, i64>(0))? as u64)
     }
 
