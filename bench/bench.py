@@ -234,13 +234,15 @@ class Server:
 class Kvseal(Server):
     name = "kvseal"
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, binary=KVSEAL, name="kvseal"):
         super().__init__()
-        self.dir = os.path.join(workdir, "kvseal")
+        self.name = name
+        self.binary = binary
+        self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
-        self.config = os.path.join(workdir, "kvseal.toml")
-        self.log = os.path.join(workdir, "kvseal.log")
+        self.config = os.path.join(workdir, f"{name}.toml")
+        self.log = os.path.join(workdir, f"{name}.log")
         with open(self.config, "w") as f:
             f.write(f"""[listener]
 address = "127.0.0.1:{self.port}"
@@ -268,7 +270,7 @@ mount = "secret"
         logf = open(self.log, "a")
         env = dict(os.environ)
         env.pop("KVSEAL_LOG", None)
-        self.proc = subprocess.Popen([KVSEAL, "server", "--config", self.config],
+        self.proc = subprocess.Popen([self.binary, "server", "--config", self.config],
                                      stdout=logf, stderr=subprocess.STDOUT, env=env)
         while True:
             if self.proc.poll() is not None:
@@ -465,6 +467,9 @@ def main():
                     help="first wait up to S seconds for the machine to be idle (under 20%% busy)")
     ap.add_argument("--bao", default=None)
     ap.add_argument("--skip-openbao", action="store_true")
+    ap.add_argument("--baseline", default=None, metavar="BIN",
+                    help="another kvseal binary (an earlier commit's release build) run through the "
+                         "KV v2 suite load by load with this one: ratio_*_kvseal_over_kvseal_baseline")
     args = ap.parse_args()
     dur = args.duration
 
@@ -507,10 +512,23 @@ def main():
                 ob.start()
                 info(f"{ob.name} {ob.port} pid {ob.pid}")
                 group.append(ob)
+        if args.baseline:
+            bl = Kvseal(workdir, binary=args.baseline, name="kvseal_baseline")
+            servers.append(bl)
+            bl.start()
+            bl.init()
+            info(f"kvseal_baseline ({args.baseline}) {bl.port} pid {bl.pid}")
+            group.insert(1, bl)
         vault_loads(lg, group, dur)
         for ob in group[1:]:
             ob.stop()
             servers.remove(ob)
+        if args.baseline:
+            for load in ("read_c32", "write_c1", "write_c8", "write_c32", "mix90_10_c32"):
+                emit(f"ratio_{load}_rps_kvseal_over_kvseal_baseline",
+                     ratio(FIG[f"kvseal_{load}_rps"], FIG[f"kvseal_baseline_{load}_rps"]))
+                emit(f"ratio_{load}_p99_kvseal_over_kvseal_baseline",
+                     ratio(FIG[f"kvseal_{load}_p99_ms"], FIG[f"kvseal_baseline_{load}_p99_ms"]))
         if not args.skip_openbao:
             for peer in ("openbao_raft", "openbao_dev"):
                 for load in ("read_c32", "write_c1", "write_c8", "write_c32", "mix90_10_c32"):

@@ -330,6 +330,34 @@ fn file_seal_restore_refuses_every_tampered_or_foreign_backup() {
         )
         .unwrap();
     });
+    // A raw backup has no sealed checksums: its records are authenticated one by one.
+    let raw_secret_edited = edit_db(&raw, scratch.path(), |c| {
+        let n = c
+            .execute(
+                "UPDATE secrets SET sealed = zeroblob(length(sealed)) WHERE path = 'app'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1, "the key record of secret/app");
+    });
+    let raw_version_gone = edit_db(&raw, scratch.path(), |c| {
+        let n = c
+            .execute(
+                "DELETE FROM versions WHERE path = 'app' AND version = 1",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1, "version 1 of secret/app");
+    });
+    let raw_token_edited = edit_db(&raw, scratch.path(), |c| {
+        let n = c
+            .execute(
+                "UPDATE tokens SET sealed = (SELECT sealed FROM tokens t2 WHERE t2.hash != tokens.hash LIMIT 1)",
+                [],
+            )
+            .unwrap();
+        assert!(n >= 2, "the root token and the weak one");
+    });
     let mut flipped_sealed = entry(&current, "SHA256SUMS.sealed");
     let last = flipped_sealed.len() - 1;
     flipped_sealed[last] ^= 0x80;
@@ -393,6 +421,21 @@ fn file_seal_restore_refuses_every_tampered_or_foreign_backup() {
             "raw backup with another store's keyring",
             forged_keyring,
             "the backup's keyring does not open with its root key",
+        ),
+        refused(
+            "raw backup with a key record edited",
+            raw_secret_edited,
+            "the backup does not authenticate (metadata of \"app\" in mount 1)",
+        ),
+        refused(
+            "raw backup with a version its key lists deleted",
+            raw_version_gone,
+            "the backup does not authenticate (version 1 of \"app\" in mount 1 is missing)",
+        ),
+        refused(
+            "raw backup with token entries swapped",
+            raw_token_edited,
+            "the backup does not authenticate (token entry ",
         ),
         accepted("raw backup of this store", raw),
     ];

@@ -84,3 +84,24 @@ pub fn read_facts(path: &Path, keys: &[&str]) -> StorageResult<Vec<Option<Vec<u8
     }
     Ok(values)
 }
+
+/// The schema version of the database file at `path`.
+pub fn schema_version(path: &Path) -> StorageResult<i64> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StorageError::Other(format!("{}: not a database: {e}", path.display())))?;
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Runs `f` in one read transaction over the database file at `path` (a backup being verified),
+/// through the same interface the engine reads a live store with.
+pub fn read_file<R, E: From<StorageError>>(
+    path: &Path,
+    f: impl FnOnce(&dyn super::ReadTx) -> Result<R, E>,
+) -> Result<R, E> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StorageError::Other(format!("{}: not a database: {e}", path.display())))?;
+    conn.execute_batch("BEGIN").map_err(StorageError::from)?;
+    let r = f(&super::sqlite::SqliteTx::new(&conn));
+    let _ = conn.execute_batch("ROLLBACK");
+    r
+}

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::error::{StorageError, StorageResult};
 use super::{create_private_dir, lock_dir, Durability, ReadTx, WriteTx};
-use tx::SqliteTx;
+pub(super) use tx::SqliteTx;
 use writer::Writer;
 
 pub use schema::CURRENT_VERSION;
