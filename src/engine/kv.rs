@@ -136,6 +136,25 @@ fn authenticate_secret(
     barrier::open::<serde::de::IgnoredAny>(keyring, &place, row, &what).map(|_| ())
 }
 
+/// Reads a key's record for a read, through the cache of opened records.
+pub(super) fn read_secret(
+    tx: &dyn ReadTx,
+    keyring: &Keyring,
+    cache: &super::record_cache::RecordCache,
+    mount_id: i64,
+    path: &str,
+) -> EngineResult<Option<Arc<SecretRecord>>> {
+    let Some(row) = tx.get_secret(mount_id, path)? else {
+        return Ok(None);
+    };
+    if let Some(rec) = cache.get(mount_id, path, &row) {
+        return Ok(Some(rec));
+    }
+    let rec = Arc::new(open_secret(keyring, mount_id, path, &row)?);
+    cache.insert(mount_id, path, &row, Arc::clone(&rec));
+    Ok(Some(rec))
+}
+
 /// Opens a key's sealed record found at (`mount_id`, `path`).
 pub(super) fn open_secret(
     keyring: &Keyring,
@@ -298,8 +317,8 @@ impl Engine {
     pub fn read_metadata(&self, mount: &Mount, path: &SecretPath) -> EngineResult<SecretRecord> {
         let keyring = self.kv_mount_check(mount)?;
         self.store.read(|tx| {
-            load_secret(tx, &keyring, mount.id, path.as_str())?
-                .map(|(_, rec)| rec)
+            read_secret(tx, &keyring, &self.record_cache, mount.id, path.as_str())?
+                .map(|rec| (*rec).clone())
                 .ok_or(EngineError::NotFound)
         })
     }
@@ -315,14 +334,14 @@ impl Engine {
         let keyring = self.kv_mount_check(mount)?;
         let now = self.clock.now();
         self.store.read(|tx| {
-            let (_, rec) =
-                load_secret(tx, &keyring, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
+            let rec = read_secret(tx, &keyring, &self.record_cache, mount.id, path.as_str())?
+                .ok_or(EngineError::NotFound)?;
             let v = match version {
                 None | Some(0) => rec.meta.current_version,
                 Some(v) => v,
             };
             let vm = rec.version(v).cloned().ok_or(EngineError::NotFound)?;
-            let custom_metadata = rec.meta.custom_metadata;
+            let custom_metadata = rec.meta.custom_metadata.clone();
             if vm.state(now) != VersionState::Active {
                 return Ok(VersionRead::Gone {
                     version: vm,

@@ -13,6 +13,7 @@ pub mod model;
 mod mounts;
 pub mod path;
 mod policies;
+mod record_cache;
 mod rewrap;
 pub mod seal;
 mod states;
@@ -95,6 +96,8 @@ pub struct Engine {
     cert_roles: tokens::CertRoles,
     /// The mount table as KV writes last opened it (see `mounts::mount_in`).
     mount_cache: Arc<mounts::TableCache>,
+    /// Key records reads have opened (see `record_cache`).
+    record_cache: record_cache::RecordCache,
 }
 
 impl Engine {
@@ -123,6 +126,7 @@ impl Engine {
             token_cache: cache::GenCache::default(),
             cert_roles: Default::default(),
             mount_cache: Default::default(),
+            record_cache: Default::default(),
         };
         if initialized {
             if let SealMode::File(key) = &engine.seal_mode {

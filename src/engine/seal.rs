@@ -405,6 +405,7 @@ impl Engine {
         *self.mem.policies.write().unwrap_or_else(|p| p.into_inner()) = Default::default();
         self.mem.acl_cache.invalidate();
         self.token_cache.invalidate();
+        self.record_cache.clear();
         Ok(())
     }
 

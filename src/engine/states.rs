@@ -5,7 +5,7 @@
 //! soft delete, deleting is Vault's destroy (terminal: data wiped).
 
 use super::error::{EngineError, EngineResult};
-use super::kv::{decrypt, load_secret, open_secret, save_secret};
+use super::kv::{decrypt, load_secret, open_secret, read_secret, save_secret};
 use super::model::{Mount, SecretMeta, VersionMeta, VersionState};
 use super::mounts::mount_in;
 use super::path::SecretPath;
@@ -121,8 +121,8 @@ impl Engine {
         let keyring = self.keyring()?;
         let now = self.clock.now();
         self.store.read(|tx| {
-            let (_, rec) =
-                load_secret(tx, &keyring, mount.id, path.as_str())?.ok_or(EngineError::NotFound)?;
+            let rec = read_secret(tx, &keyring, &self.record_cache, mount.id, path.as_str())?
+                .ok_or(EngineError::NotFound)?;
             let n = version.unwrap_or(rec.meta.current_version);
             let v = rec.version(n).cloned().ok_or(EngineError::NotFound)?;
             let data = if include_data && v.state(now) == VersionState::Active {
@@ -131,7 +131,7 @@ impl Engine {
                 None
             };
             Ok(SecretView {
-                meta: rec.meta,
+                meta: rec.meta.clone(),
                 version: v,
                 data,
             })
