@@ -83,7 +83,10 @@ pub struct Sealed {
 
 fn seal_with(key: &Key32, plaintext: &[u8], aad: &[u8]) -> Sealed {
     let mut nonce = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    // A user-space CSPRNG (ChaCha12, seeded and periodically reseeded from the OS): every record is
+    // sealed now, two seals per write, and a getrandom system call each showed in the writer's
+    // profile. Keys still come from the OS directly.
+    rand::thread_rng().fill_bytes(&mut nonce);
     let ciphertext = key
         .cipher()
         .encrypt(

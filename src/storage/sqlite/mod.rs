@@ -57,9 +57,10 @@ pub(super) fn open_conn(
             Durability::Normal => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", sync)?;
-        // Deleted content is zeroed where that costs no extra I/O (the schema-1 migration turns it
-        // fully on while it drops the tables in clear).
-        conn.pragma_update(None, "secure_delete", "FAST")?;
+        // Deleted content is not zeroed: every record is sealed, so what a rewrite leaves in free
+        // space is sealed too. The schema-1 migration turns it on while it drops the tables that
+        // held records in clear.
+        conn.pragma_update(None, "secure_delete", "OFF")?;
     }
     if read_only {
         // 16 MiB of page cache per read connection (SQLite's default is 2 MiB): keeps the hot part

@@ -194,14 +194,14 @@ pub fn take(conn: &Connection) -> StorageResult<Option<V1Dump>> {
     Ok(Some(dump))
 }
 
-/// Drops the schema-1 tables (their pages are zeroed: `secure_delete`, then back to `FAST`) and records version 2.
+/// Drops the schema-1 tables (their pages are zeroed: `secure_delete` on for the drop) and records version 2.
 pub fn finish(conn: &Connection) -> StorageResult<()> {
     conn.execute_batch(&format!(
         "PRAGMA secure_delete = ON;
          DROP TABLE v1_secrets; DROP TABLE v1_versions; DROP TABLE v1_tokens;
          DROP TABLE mounts; DROP TABLE policies; DROP TABLE token_roles; DROP TABLE audit_devices;
          PRAGMA user_version = {};
-         PRAGMA secure_delete = FAST;",
+         PRAGMA secure_delete = OFF;",
         super::schema::CURRENT_VERSION
     ))?;
     Ok(())
