@@ -221,23 +221,17 @@ pub(super) fn decrypt(
     serde_json::from_slice(&plain).map_err(|_| fail())
 }
 
-/// A version planned on `rec`: its metadata, its sealed data, and the versions pruning removes.
-pub(super) struct PlannedVersion {
-    meta: VersionMeta,
-    blob: VersionBlob,
-    prune_upto: Option<u64>,
-}
-
-/// Adds a version to `rec` (the shared core of write and patch): seals its data and works out what
-/// `max_versions` no longer keeps. Nothing is stored: see [`store_version`].
-fn plan_version(
+/// Adds a version to `rec` (the shared core of write and patch): seals and stores its data, prunes
+/// what `max_versions` no longer keeps. The caller stores `rec`.
+fn add_version(
+    tx: &dyn WriteTx,
     keyring: &Keyring,
     mount: &Mount,
     path: &str,
     rec: &mut SecretRecord,
     data: &Map<String, Value>,
     now: Nanos,
-) -> EngineResult<PlannedVersion> {
+) -> EngineResult<VersionMeta> {
     let meta = &mut rec.meta;
     meta.current_version += 1;
     meta.updated = now;
@@ -255,120 +249,26 @@ fn plan_version(
         serde_json::to_vec(data).map_err(|e| EngineError::invalid(e.to_string()))?,
     );
     let (key_id, sealed) = keyring.seal(&plain, &version_aad(mount.id, path, version.version))?;
-    rec.versions.push(version.clone());
-    // Prune on write only (lowering max_versions takes effect at the next write, as in Vault).
-    let max = effective_max_versions(meta.max_versions, mount.kv.max_versions);
-    let mut prune_upto = None;
-    if meta.current_version - meta.oldest_version >= max {
-        let to_delete = meta.current_version - max;
-        meta.oldest_version = to_delete + 1;
-        rec.versions.retain(|v| v.version > to_delete);
-        prune_upto = Some(to_delete);
-    }
-    Ok(PlannedVersion {
-        meta: version,
-        blob: VersionBlob {
+    tx.insert_version(
+        mount.id,
+        path,
+        version.version,
+        &VersionBlob {
             key_id,
             nonce: sealed.nonce,
             ciphertext: sealed.ciphertext,
         },
-        prune_upto,
-    })
-}
-
-/// Stores a planned version's data and removes the pruned ones.
-fn store_version(
-    tx: &dyn WriteTx,
-    mount_id: i64,
-    path: &str,
-    v: &PlannedVersion,
-) -> Result<(), crate::storage::StorageError> {
-    tx.insert_version(mount_id, path, v.meta.version, &v.blob)?;
-    if let Some(upto) = v.prune_upto {
-        tx.delete_versions_upto(mount_id, path, upto)?;
+    )?;
+    rec.versions.push(version.clone());
+    // Prune on write only (lowering max_versions takes effect at the next write, as in Vault).
+    let max = effective_max_versions(meta.max_versions, mount.kv.max_versions);
+    if meta.current_version - meta.oldest_version >= max {
+        let to_delete = meta.current_version - max;
+        tx.delete_versions_upto(mount.id, path, to_delete)?;
+        meta.oldest_version = to_delete + 1;
+        rec.versions.retain(|v| v.version > to_delete);
     }
-    Ok(())
-}
-
-/// Adds a version to `rec` and stores its data, inside a write transaction.
-fn add_version(
-    tx: &dyn WriteTx,
-    keyring: &Keyring,
-    mount: &Mount,
-    path: &str,
-    rec: &mut SecretRecord,
-    data: &Map<String, Value>,
-    now: Nanos,
-) -> EngineResult<VersionMeta> {
-    let planned = plan_version(keyring, mount, path, rec, data, now)?;
-    store_version(tx, mount.id, path, &planned)?;
-    Ok(planned.meta)
-}
-
-/// What a `PutSecret` stores: the record it replaces (`None`: a new key), the new sealed record, the
-/// version it adds, and the outcome to answer with.
-type PutPlan = (
-    Option<SealedRow>,
-    SealedRow,
-    Option<PlannedVersion>,
-    PutOutcome,
-);
-
-/// Works out a `PutSecret` on the key's record as read (`existing`), sealing everything it stores.
-fn plan_put(
-    keyring: &Keyring,
-    mount: &Mount,
-    path: &str,
-    existing: Option<(SealedRow, SecretRecord)>,
-    req: &PutSecret,
-    now: Nanos,
-) -> EngineResult<PutPlan> {
-    if req.create_only && existing.is_some() {
-        return Err(EngineError::AlreadyExists);
-    }
-    if req.update_only && existing.is_none() {
-        return Err(EngineError::NotFound);
-    }
-    let (old, mut rec) = match existing {
-        Some((row, rec)) => (Some(row), rec),
-        None => (
-            None,
-            SecretRecord {
-                meta: SecretMeta::new(now),
-                versions: Vec::new(),
-            },
-        ),
-    };
-    if let Some(update) = &req.meta {
-        apply_meta_update(&mut rec.meta, update.clone());
-    }
-    let version = match &req.data {
-        Some(data) => {
-            // Check-and-set does not apply to a create (OKMS `POST /v2/secret` with
-            // `casRequired: true` in its metadata creates version 1 without `cas`).
-            if !req.create_only {
-                check_cas(
-                    req.cas,
-                    rec.meta.current_version,
-                    mount.kv.cas_required || rec.meta.cas_required,
-                )?;
-            }
-            Some(plan_version(keyring, mount, path, &mut rec, data, now)?)
-        }
-        None => None,
-    };
-    let id = mount.id.to_be_bytes();
-    let keys: [&[u8]; 2] = [&id, path.as_bytes()];
-    let place = Place {
-        table: "secrets",
-        keys: &keys,
-    };
-    let new_row = barrier::seal(keyring, &place, &rec)?;
-    let outcome = PutOutcome {
-        meta: rec.meta,
-        version: version.as_ref().map(|v| v.meta.clone()),
-    };
-    Ok((old, new_row, version, outcome))
+    Ok(version)
 }
 
 /// Applies an RFC 7396 merge patch to custom metadata (a `null` value removes a key).
@@ -499,55 +399,61 @@ impl Engine {
         if let Some(update) = &req.meta {
             validate_meta_update(update)?;
         }
-        let mount_id = mount.id;
-        // Optimistic: the new record and version are worked out and sealed here, from a read
-        // snapshot, off the writer thread; the write then commits only if the key's record and the
-        // mount table are still the bytes that snapshot saw (conditional writes), else this starts
-        // again from a fresh snapshot. Check-and-set stays exact, and the writer only stores.
-        for _ in 0..16 {
-            let now = self.clock.now();
-            let plan = self.store.read(|tx| {
-                let mounts_raw = tx
-                    .get_fact(super::mounts::MOUNTS_DOC)?
-                    .ok_or_else(|| barrier::missing_doc(super::mounts::MOUNTS_DOC))?;
-                let mount = mount_in(tx, &keyring, &self.mount_cache, mount_id)?;
-                let existing = match tx.get_secret(mount_id, path.as_str())? {
-                    Some(row) => {
-                        let rec = match self.record_cache.get(mount_id, path.as_str(), &row) {
-                            Some(rec) => (*rec).clone(),
-                            None => open_secret(&keyring, mount_id, path.as_str(), &row)?,
-                        };
-                        Some((row, rec))
+        let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
+        let cache = Arc::clone(&self.mount_cache);
+        self.store
+            .write(move |tx| {
+                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
+                let existing = load_secret(tx, &keyring, mount_id, path.as_str())?;
+                if req.create_only && existing.is_some() {
+                    return Err(EngineError::AlreadyExists);
+                }
+                if req.update_only && existing.is_none() {
+                    return Err(EngineError::NotFound);
+                }
+                let (old, mut rec) = match existing {
+                    Some((row, rec)) => (Some(row), rec),
+                    None => (
+                        None,
+                        SecretRecord {
+                            meta: SecretMeta::new(now),
+                            versions: Vec::new(),
+                        },
+                    ),
+                };
+                if let Some(update) = req.meta {
+                    apply_meta_update(&mut rec.meta, update);
+                }
+                let version = match &req.data {
+                    Some(data) => {
+                        // Check-and-set does not apply to a create (OKMS `POST /v2/secret` with
+                        // `casRequired: true` in its metadata creates version 1 without `cas`).
+                        if !req.create_only {
+                            check_cas(
+                                req.cas,
+                                rec.meta.current_version,
+                                mount.kv.cas_required || rec.meta.cas_required,
+                            )?;
+                        }
+                        Some(add_version(
+                            tx,
+                            &keyring,
+                            &mount,
+                            path.as_str(),
+                            &mut rec,
+                            data,
+                            now,
+                        )?)
                     }
                     None => None,
                 };
-                plan_put(&keyring, &mount, path.as_str(), existing, &req, now)
-                    .map(|p| (mounts_raw, p))
-            })?;
-            let (mounts_raw, (old, new_row, version, outcome)) = plan;
-            let p = path.clone();
-            let committed = self
-                .store
-                .write(move |tx| {
-                    if tx.get_fact(super::mounts::MOUNTS_DOC)?.as_deref() != Some(&mounts_raw[..]) {
-                        return Err(crate::storage::StorageError::Conflict);
-                    }
-                    tx.put_secret(mount_id, p.as_str(), old.as_ref(), &new_row)?;
-                    if let Some(v) = &version {
-                        store_version(tx, mount_id, p.as_str(), v)?;
-                    }
-                    Ok(())
+                save_secret(tx, &keyring, mount_id, path.as_str(), old.as_ref(), &rec)?;
+                Ok(PutOutcome {
+                    meta: rec.meta,
+                    version,
                 })
-                .await;
-            match committed {
-                Ok(()) => return Ok(outcome),
-                Err(crate::storage::StorageError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(EngineError::Unavailable(
-            "too many concurrent writes to this key; retry".into(),
-        ))
+            })
+            .await
     }
 
     /// Applies a JSON merge patch to the current version's data and writes the result as a new version.
