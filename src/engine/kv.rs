@@ -105,6 +105,16 @@ pub fn validate_custom_metadata(m: &BTreeMap<String, String>) -> EngineResult<()
 /// A key's metadata record as stored: the sealed row (to replace it conditionally) and what it holds.
 pub(super) type Stored = (SealedRow, SecretRecord);
 
+/// Runs `f` with the place of a key's record: table `secrets`, keys (mount id, path).
+fn with_secret_place<T>(mount_id: i64, path: &str, f: impl FnOnce(&Place<'_>) -> T) -> T {
+    let id = mount_id.to_be_bytes();
+    let keys: [&[u8]; 2] = [&id, path.as_bytes()];
+    f(&Place {
+        table: "secrets",
+        keys: &keys,
+    })
+}
+
 /// Reads and opens a key's record.
 pub(super) fn load_secret(
     tx: &dyn ReadTx,
@@ -126,14 +136,10 @@ fn authenticate_secret(
     path: &str,
     row: &SealedRow,
 ) -> EngineResult<()> {
-    let id = mount_id.to_be_bytes();
-    let keys: [&[u8]; 2] = [&id, path.as_bytes()];
-    let place = Place {
-        table: "secrets",
-        keys: &keys,
-    };
     let what = || format!("metadata of {path:?} in mount {mount_id}");
-    barrier::open::<serde::de::IgnoredAny>(keyring, &place, row, &what).map(|_| ())
+    with_secret_place(mount_id, path, |place| {
+        barrier::open::<serde::de::IgnoredAny>(keyring, place, row, &what).map(|_| ())
+    })
 }
 
 /// Reads a key's record for a read, through the cache of opened records.
@@ -162,14 +168,10 @@ pub(super) fn open_secret(
     path: &str,
     row: &SealedRow,
 ) -> EngineResult<SecretRecord> {
-    let id = mount_id.to_be_bytes();
-    let keys: [&[u8]; 2] = [&id, path.as_bytes()];
-    let place = Place {
-        table: "secrets",
-        keys: &keys,
-    };
     let what = || format!("metadata of {path:?} in mount {mount_id}");
-    barrier::open(keyring, &place, row, &what)
+    with_secret_place(mount_id, path, |place| {
+        barrier::open(keyring, place, row, &what)
+    })
 }
 
 /// Seals and stores a key's record if the stored one is still `old` (`None`: if there is none).
@@ -181,13 +183,7 @@ pub(super) fn save_secret(
     old: Option<&SealedRow>,
     rec: &SecretRecord,
 ) -> EngineResult<()> {
-    let id = mount_id.to_be_bytes();
-    let keys: [&[u8]; 2] = [&id, path.as_bytes()];
-    let place = Place {
-        table: "secrets",
-        keys: &keys,
-    };
-    let row = barrier::seal(keyring, &place, rec)?;
+    let row = with_secret_place(mount_id, path, |place| barrier::seal(keyring, place, rec))?;
     tx.put_secret(mount_id, path, old, &row)?;
     Ok(())
 }

@@ -70,6 +70,15 @@ pub(super) struct MountTable {
     pub mounts: Vec<Mount>,
 }
 
+impl MountTable {
+    fn mount_mut(&mut self, id: i64) -> EngineResult<&mut Mount> {
+        self.mounts
+            .iter_mut()
+            .find(|m| m.id == id)
+            .ok_or(EngineError::NotFound)
+    }
+}
+
 /// Reads and opens the mount table; the stored bytes come back for a conditional replace.
 pub(super) fn read_table(
     tx: &dyn ReadTx,
@@ -311,11 +320,7 @@ impl Engine {
             guard,
             move |tx| {
                 change_table(tx, &keyring, |table| {
-                    let m = table
-                        .mounts
-                        .iter_mut()
-                        .find(|m| m.id == id)
-                        .ok_or(EngineError::NotFound)?;
+                    let m = table.mount_mut(id)?;
                     apply_tune(m, tune)
                 })
             },
@@ -343,11 +348,7 @@ impl Engine {
             guard,
             move |tx| {
                 change_table(tx, &keyring, |table| {
-                    let m = table
-                        .mounts
-                        .iter_mut()
-                        .find(|m| m.id == id)
-                        .ok_or(EngineError::NotFound)?;
+                    let m = table.mount_mut(id)?;
                     if let Some(v) = update.max_versions {
                         m.kv.max_versions = v;
                     }
