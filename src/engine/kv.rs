@@ -115,6 +115,20 @@ fn with_secret_place<T>(mount_id: i64, path: &str, f: impl FnOnce(&Place<'_>) ->
     })
 }
 
+/// A key's stored row and record, or a new record (no row yet) created at `now`.
+fn stored_or_new(existing: Option<Stored>, now: Nanos) -> (Option<SealedRow>, SecretRecord) {
+    match existing {
+        Some((row, rec)) => (Some(row), rec),
+        None => (
+            None,
+            SecretRecord {
+                meta: SecretMeta::new(now),
+                versions: Vec::new(),
+            },
+        ),
+    }
+}
+
 /// Reads and opens a key's record.
 pub(super) fn load_secret(
     tx: &dyn ReadTx,
@@ -407,16 +421,7 @@ impl Engine {
                 if req.update_only && existing.is_none() {
                     return Err(EngineError::NotFound);
                 }
-                let (old, mut rec) = match existing {
-                    Some((row, rec)) => (Some(row), rec),
-                    None => (
-                        None,
-                        SecretRecord {
-                            meta: SecretMeta::new(now),
-                            versions: Vec::new(),
-                        },
-                    ),
-                };
+                let (old, mut rec) = stored_or_new(existing, now);
                 if let Some(update) = req.meta {
                     apply_meta_update(&mut rec.meta, update);
                 }
@@ -591,16 +596,8 @@ impl Engine {
         self.store
             .write(move |tx| {
                 let mount = mount_in(tx, &keyring, &cache, mount_id)?;
-                let (old, mut rec) = match load_secret(tx, &keyring, mount_id, path.as_str())? {
-                    Some((row, rec)) => (Some(row), rec),
-                    None => (
-                        None,
-                        SecretRecord {
-                            meta: SecretMeta::new(now),
-                            versions: Vec::new(),
-                        },
-                    ),
-                };
+                let existing = load_secret(tx, &keyring, mount_id, path.as_str())?;
+                let (old, mut rec) = stored_or_new(existing, now);
                 apply_meta_update(&mut rec.meta, update.clone());
                 save_secret(tx, &keyring, mount_id, path.as_str(), old.as_ref(), &rec)?;
                 Ok(update.cas_required == Some(false) && mount.kv.cas_required)
