@@ -423,13 +423,40 @@ pub enum Synchronous {
     Normal,
 }
 
+/// Which database holds the store.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageType {
+    /// Embedded, one node: `path` is a directory holding `kvseal.db`.
+    #[default]
+    Sqlite,
+    /// Any number of active nodes on one PostgreSQL database (`connection_url`).
+    Postgresql,
+}
+
+/// The default `max_connections` of the PostgreSQL pool (per node).
+pub const DEFAULT_PG_MAX_CONNECTIONS: usize = 16;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
-    /// A directory; the database is `<path>/kvseal.db`.
-    pub path: PathBuf,
+    #[serde(rename = "type", default)]
+    pub kind: StorageType,
+    /// SQLite: a directory; the database is `<path>/kvseal.db`.
     #[serde(default)]
-    pub synchronous: Synchronous,
+    pub path: PathBuf,
+    /// SQLite only (PostgreSQL's durability is its own `synchronous_commit`).
+    pub synchronous: Option<Synchronous>,
+    /// PostgreSQL: `postgres://USER[:PASSWORD]@HOST:PORT/DBNAME?sslmode=...`.
+    pub connection_url: Option<String>,
+    /// PostgreSQL: the connection pool's size on this node.
+    pub max_connections: Option<usize>,
+}
+
+impl Storage {
+    pub fn synchronous(&self) -> Synchronous {
+        self.synchronous.unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -610,8 +637,52 @@ impl Config {
                 ));
             }
         }
-        if self.storage.path.as_os_str().is_empty() {
-            return Err(("storage.path", "must not be empty".into()));
+        let st = &self.storage;
+        match st.kind {
+            StorageType::Sqlite => {
+                if st.path.as_os_str().is_empty() {
+                    return Err(("storage.path", "must not be empty".into()));
+                }
+                for (key, set) in [
+                    ("storage.connection_url", st.connection_url.is_some()),
+                    ("storage.max_connections", st.max_connections.is_some()),
+                ] {
+                    if set {
+                        return Err((key, "is for type = \"postgresql\"".into()));
+                    }
+                }
+            }
+            StorageType::Postgresql => {
+                match &st.connection_url {
+                    None => {
+                        return Err((
+                            "storage.connection_url",
+                            "is required with type = \"postgresql\"".into(),
+                        ))
+                    }
+                    Some(u) if u.trim().is_empty() => {
+                        return Err(("storage.connection_url", "must not be empty".into()))
+                    }
+                    Some(_) => {}
+                }
+                if st.max_connections == Some(0) {
+                    return Err(("storage.max_connections", "must be at least 1".into()));
+                }
+                if !st.path.as_os_str().is_empty() {
+                    return Err((
+                        "storage.path",
+                        "is for type = \"sqlite\" (PostgreSQL keeps everything in the database)"
+                            .into(),
+                    ));
+                }
+                if st.synchronous.is_some() {
+                    return Err((
+                        "storage.synchronous",
+                        "is for type = \"sqlite\" (PostgreSQL's durability is its synchronous_commit)"
+                            .into(),
+                    ));
+                }
+            }
         }
         match (self.seal.kind, &self.seal.key_file) {
             (SealType::File, None) => {
@@ -675,7 +746,7 @@ mod tests {
     fn good_config_loads() {
         let c = load_str(GOOD).unwrap();
         assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
-        assert_eq!(c.storage.synchronous, Synchronous::Full);
+        assert_eq!(c.storage.synchronous(), Synchronous::Full);
     }
 
     /// (the `[[auth.cert]]` TTL lines, the key named in the error or None when the file loads)

@@ -82,6 +82,10 @@ struct ServerArgs {
     /// Dev mode over HTTPS with a throwaway CA (as `vault server -dev-tls`); the CA's path is printed.
     #[arg(long, requires = "dev")]
     dev_tls: bool,
+    /// Dev mode with its store in this empty PostgreSQL database (postgres://…), instead of a
+    /// temporary directory: for trying the PostgreSQL backend, and for its client tests.
+    #[arg(long, requires = "dev")]
+    dev_postgresql_url: Option<String>,
     /// The configuration file (TOML; see config.example.toml).
     #[arg(long, conflicts_with = "dev", required_unless_present = "dev")]
     config: Option<PathBuf>,
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
                     address: a.dev_listen_address,
                     okms_id: a.dev_okms_id,
                     tls: a.dev_tls,
+                    postgresql_url: a.dev_postgresql_url,
                 }
             } else {
                 match a.config {

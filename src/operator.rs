@@ -14,6 +14,7 @@ use crate::storage::{create_private_dir, lock_dir, snapshot};
 /// copy is one consistent read snapshot. The copy is as encrypted as the store.
 pub fn backup(config: &Path, out: &Path) -> Result<(), String> {
     let cfg = Config::load(config)?;
+    sqlite_only(&cfg, "backup")?;
     let db = cfg.storage.path.join("kvseal.db");
     if !db.exists() {
         return Err(format!("{}: no database to back up", db.display()));
@@ -36,6 +37,7 @@ pub fn restore(
     unseal_keys: Option<&mut dyn Read>,
 ) -> Result<(), String> {
     let cfg = Config::load(config)?;
+    sqlite_only(&cfg, "restore")?;
     let key = restore_key(&cfg, unseal_keys)?;
     let dir = cfg.storage.path.clone();
     create_private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -66,6 +68,17 @@ pub fn restore(
     result?;
     println!("Restored {} into {}", input.display(), dir.display());
     Ok(())
+}
+
+/// Refuses a PostgreSQL configuration (until backup and restore learn it).
+fn sqlite_only(cfg: &Config, what: &str) -> Result<(), String> {
+    match cfg.storage.kind {
+        crate::config::StorageType::Sqlite => Ok(()),
+        crate::config::StorageType::Postgresql => Err(format!(
+            "operator {what} works on SQLite stores only for now; with PostgreSQL use the \
+             database's own backup tools (pg_dump), which copy the sealed rows as they are"
+        )),
+    }
 }
 
 /// The key a backup is verified with: the configured key file (file seal), or the unseal keys

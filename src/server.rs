@@ -11,7 +11,10 @@ use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 
 use crate::app::{AppState, RequestId};
 use crate::client_addr::ForwardedFor;
-use crate::config::{CertIdentity, Config, Limits, ListenerTimeouts, Synchronous};
+use crate::config::{
+    CertIdentity, Config, Limits, ListenerTimeouts, StorageType, Synchronous,
+    DEFAULT_PG_MAX_CONNECTIONS,
+};
 use crate::crypto::{create_key_file, read_key_file, Key32};
 use crate::engine::clock::Clock;
 use crate::engine::path::MountPath;
@@ -29,6 +32,8 @@ pub enum Mode {
         okms_id: Option<uuid::Uuid>,
         /// Serve HTTPS with a throwaway CA (as `vault server -dev-tls`).
         tls: bool,
+        /// Keep the dev store in this (empty) PostgreSQL database instead of a temporary directory.
+        postgresql_url: Option<String>,
     },
     Config(Box<Config>),
 }
@@ -68,12 +73,21 @@ fn dev_dir() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// Where the store is.
+enum StoreAt {
+    Sqlite(PathBuf, Durability),
+    /// Connection URL and pool size.
+    Postgres(String, usize),
+}
+
 pub fn run(mode: Mode) -> Result<(), String> {
-    let (listen, dir, key_file, durability, dev) = match &mode {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (listen, dir, key_file, store_at, dev) = match &mode {
         Mode::Dev {
             address,
             okms_id,
             tls,
+            postgresql_url,
             ..
         } => {
             init_logging("info");
@@ -105,7 +119,11 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 forwarded_for: ForwardedFor::default(),
             };
             let key = dir.join("root.key");
-            (listen, dir, Some(key), Durability::Full, true)
+            let store_at = match postgresql_url {
+                Some(url) => StoreAt::Postgres(url.clone(), DEFAULT_PG_MAX_CONNECTIONS),
+                None => StoreAt::Sqlite(dir.clone(), Durability::Full),
+            };
+            (listen, dir, Some(key), store_at, true)
         }
         Mode::Config(cfg) => {
             init_logging(&cfg.log.level);
@@ -114,9 +132,18 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 .address
                 .parse()
                 .map_err(|e| format!("listener.address: {e}"))?;
-            let durability = match cfg.storage.synchronous {
+            let durability = match cfg.storage.synchronous() {
                 Synchronous::Full => Durability::Full,
                 Synchronous::Normal => Durability::Normal,
+            };
+            let store_at = match cfg.storage.kind {
+                StorageType::Sqlite => StoreAt::Sqlite(cfg.storage.path.clone(), durability),
+                StorageType::Postgresql => StoreAt::Postgres(
+                    cfg.storage.connection_url.clone().unwrap_or_default(),
+                    cfg.storage
+                        .max_connections
+                        .unwrap_or(DEFAULT_PG_MAX_CONNECTIONS),
+                ),
             };
             let l = &cfg.listener;
             let tls = match (l.tls_disable, &l.tls_cert_file, &l.tls_key_file) {
@@ -154,19 +181,31 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 listen,
                 cfg.storage.path.clone(),
                 cfg.seal.key_file.clone(),
-                durability,
+                store_at,
                 false,
             )
         }
     };
 
-    let store = Store::open(&dir, durability).map_err(|e| e.to_string())?;
+    let (store, workers) = match &store_at {
+        StoreAt::Sqlite(dir, durability) => (
+            Store::open(dir, *durability).map_err(|e| e.to_string())?,
+            cores,
+        ),
+        // A read waits for the database on its worker thread (as SQLite reads wait for the disk):
+        // with PostgreSQL that wait is a network round trip, so more workers keep the pool busy.
+        StoreAt::Postgres(url, max) => (
+            Store::open_postgres(url, *max).map_err(|e| e.to_string())?,
+            (*max).clamp(cores, 4 * cores),
+        ),
+    };
     let seal_mode = match &key_file {
         Some(path) => SealMode::File(file_seal_key(path, &store)?),
         None => SealMode::Shamir,
     };
     let engine =
         Arc::new(Engine::open(store, seal_mode, Clock::default()).map_err(|e| e.to_string())?);
+    engine.follow_store();
     // Dev mode: no audit files from the API (`file_path=stdout` works, as with `vault server -dev`).
     engine.set_audit_allowed_dir(match &mode {
         Mode::Config(cfg) => cfg.audit.allowed_dir.clone(),
@@ -199,7 +238,7 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 ca.as_deref(),
             );
         }
-        serve(engine.clone(), listen).await
+        serve(engine.clone(), listen, workers).await
     });
     if dev {
         let _ = std::fs::remove_dir_all(&dir);
@@ -219,7 +258,7 @@ fn file_seal_key(path: &std::path::Path, store: &Store) -> Result<Key32, String>
             "{}: the seal key file is missing, but the storage at {} was initialised with a seal \
              key; restore that key file (a new key cannot open the stored data, so none is made)",
             path.display(),
-            store.dir().display()
+            store.describe()
         ));
     }
     create_key_file(path)
@@ -260,7 +299,7 @@ fn print_dev_banner(
     let _ = std::io::stdout().flush();
 }
 
-async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
+async fn serve(engine: Arc<Engine>, listen: Listen, workers: usize) -> Result<(), String> {
     let address = listen.address;
     engine.set_cert_roles(listen.cert_identities.iter().map(CertIdentity::token_role));
     let state = web::Data::new(AppState {
@@ -278,7 +317,6 @@ async fn serve(engine: Arc<Engine>, listen: Listen) -> Result<(), String> {
     crate::app::set_json_limits(&listen.limits);
     spawn_rate_limit_sweeper(state.clone());
     let forwarded_for = web::Data::new(listen.forwarded_for);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -238,6 +238,11 @@ impl Keyring {
         }
     }
 
+    /// Whether the keyring holds key `key_id`.
+    pub fn has_key(&self, key_id: u32) -> bool {
+        self.keys.iter().any(|(id, _, _)| *id == key_id)
+    }
+
     /// Seals a value; returns the key id to store beside it.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(u32, Sealed), CryptoError> {
         let (id, key) = self.active()?;

@@ -174,7 +174,7 @@ impl Engine {
         };
         self.admin_write(
             guard,
-            move |tx| change_rows(tx, &keyring, |rows| rows.push(row)),
+            move |tx| change_rows(tx, &keyring, |rows| rows.push(row.clone())),
             install_devices,
         )
         .await

@@ -33,7 +33,7 @@ impl Engine {
         let keyring = self.keyring()?;
         let dir = self
             .store
-            .dir()
+            .scratch_dir()
             .join(format!(".snapshot-{}", uuid::Uuid::new_v4()));
         {
             use std::os::unix::fs::DirBuilderExt;

@@ -76,6 +76,11 @@ pub(super) fn open<T: DeserializeOwned>(
     if row.blob.len() < NONCE {
         return Err(fail());
     }
+    if !keyring.has_key(row.key_id) && row.key_id > keyring.active_term().0 {
+        // Newer than any key here: sealed by another node after a rotation (an older unknown id
+        // is not that, and fails as tampering below).
+        return Err(EngineError::KeyringBehind);
+    }
     let plain = keyring
         .open(
             row.key_id,

@@ -42,6 +42,11 @@ pub enum EngineError {
     /// The storage layer failed. The message names the operation, never a secret value.
     #[error("storage error: {0}")]
     Storage(String),
+    /// A record is sealed under a keyring key this node has not loaded: another node sharing the
+    /// store rotated the keyring moments ago. Reads reload the keyring and run again; otherwise the
+    /// client is told to retry (503), never that the record was tampered with.
+    #[error("a record is sealed under a key this node has not loaded yet (the keyring was rotated on another node); retry")]
+    KeyringBehind,
     /// The storage cannot take writes for now (disk full, read-only database or file system, I/O
     /// error). Nothing was changed; the same request succeeds once the condition is gone.
     #[error("storage unavailable: {0}")]

@@ -220,6 +220,9 @@ pub(super) fn decrypt(
         tracing::error!(record = %what(), "a stored record failed authentication; not served");
         EngineError::Corrupt(what())
     };
+    if !keyring.has_key(blob.key_id) && blob.key_id > keyring.active_term().0 {
+        return Err(EngineError::KeyringBehind);
+    }
     let plain = keyring
         .open(
             blob.key_id,
@@ -325,11 +328,13 @@ impl Engine {
 
     /// Reads key metadata and its versions (one snapshot).
     pub fn read_metadata(&self, mount: &Mount, path: &SecretPath) -> EngineResult<SecretRecord> {
-        let keyring = self.kv_mount_check(mount)?;
-        self.store.read(|tx| {
-            read_secret(tx, &keyring, &self.record_cache, mount.id, path.as_str())?
-                .map(|rec| (*rec).clone())
-                .ok_or(EngineError::NotFound)
+        self.kv_mount_check(mount)?;
+        self.with_current_keys(|keyring| {
+            self.store.read(|tx| {
+                read_secret(tx, keyring, &self.record_cache, mount.id, path.as_str())?
+                    .map(|rec| (*rec).clone())
+                    .ok_or(EngineError::NotFound)
+            })
         })
     }
 
@@ -341,10 +346,21 @@ impl Engine {
         path: &SecretPath,
         version: Option<u64>,
     ) -> EngineResult<VersionRead> {
-        let keyring = self.kv_mount_check(mount)?;
+        self.kv_mount_check(mount)?;
         let now = self.clock.now();
+        self.with_current_keys(|keyring| self.read_version_with(keyring, mount, path, version, now))
+    }
+
+    fn read_version_with(
+        &self,
+        keyring: &Keyring,
+        mount: &Mount,
+        path: &SecretPath,
+        version: Option<u64>,
+        now: Nanos,
+    ) -> EngineResult<VersionRead> {
         self.store.read(|tx| {
-            let rec = read_secret(tx, &keyring, &self.record_cache, mount.id, path.as_str())?
+            let rec = read_secret(tx, keyring, &self.record_cache, mount.id, path.as_str())?
                 .ok_or(EngineError::NotFound)?;
             let v = match version {
                 None | Some(0) => rec.meta.current_version,
@@ -358,7 +374,7 @@ impl Engine {
                     custom_metadata,
                 });
             }
-            let data = decrypt(&keyring, tx, mount.id, path.as_str(), v)?;
+            let data = decrypt(keyring, tx, mount.id, path.as_str(), v)?;
             Ok(VersionRead::Data {
                 data,
                 version: vm,
@@ -422,7 +438,7 @@ impl Engine {
                     return Err(EngineError::NotFound);
                 }
                 let (old, mut rec) = stored_or_new(existing, now);
-                if let Some(update) = req.meta {
+                if let Some(update) = req.meta.clone() {
                     apply_meta_update(&mut rec.meta, update);
                 }
                 let version = match &req.data {
@@ -553,7 +569,7 @@ impl Engine {
                 };
                 let key_dva = rec.meta.delete_version_after;
                 let mut changed = false;
-                for n in numbers {
+                for &n in &numbers {
                     let Some(v) = rec.versions.iter_mut().find(|v| v.version == n) else {
                         continue;
                     };
@@ -621,7 +637,7 @@ impl Engine {
             .write(move |tx| {
                 let (old, mut rec) = load_secret(tx, &keyring, mount_id, path.as_str())?
                     .ok_or(EngineError::NotFound)?;
-                let mut update = update;
+                let mut update = update.clone();
                 if let Some(p) = &custom_patch {
                     let merged = merge_custom(rec.meta.custom_metadata.clone(), p)?;
                     validate_custom_metadata(&merged)?;
@@ -654,19 +670,21 @@ impl Engine {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> EngineResult<ListPage> {
-        let keyring = self.kv_mount_check(mount)?;
+        self.kv_mount_check(mount)?;
         let children = self
             .store
             .read(|tx| tx.list_children(mount.id, folder.as_str(), after, limit))?;
         // Every name served is authenticated: the row it was read from must open where it lies (a
         // path renamed or moved from another mount fails here). A key whose row was deleted behind
         // kvseal's back is simply absent, as after a delete: nothing sealed lists a mount's keys.
-        let mut keys = Vec::with_capacity(children.len());
-        for (name, path, row) in children {
-            authenticate_secret(&keyring, mount.id, &path, &row)?;
-            keys.push(name);
-        }
-        Ok(ListPage { keys })
+        self.with_current_keys(|keyring| {
+            let mut keys = Vec::with_capacity(children.len());
+            for (name, path, row) in &children {
+                authenticate_secret(keyring, mount.id, path, row)?;
+                keys.push(name.clone());
+            }
+            Ok(ListPage { keys })
+        })
     }
 
     /// Whether a key (its metadata) exists: the create-vs-update distinction of Vault's ACLs. Only

@@ -7,6 +7,7 @@ mod cache;
 pub mod clock;
 pub mod duration;
 pub mod error;
+mod follow;
 mod kv;
 mod migrate_v1;
 pub mod model;
@@ -98,6 +99,8 @@ pub struct Engine {
     mount_cache: Arc<mounts::TableCache>,
     /// Key records reads have opened (see `record_cache`).
     record_cache: record_cache::RecordCache,
+    /// Whether a shared store answered its last poll (see `follow`).
+    storage_ok: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -127,6 +130,7 @@ impl Engine {
             cert_roles: Default::default(),
             mount_cache: Default::default(),
             record_cache: Default::default(),
+            storage_ok: std::sync::atomic::AtomicBool::new(true),
         };
         if initialized {
             if let SealMode::File(key) = &engine.seal_mode {
@@ -166,7 +170,7 @@ impl Engine {
     async fn admin_write<R: Send + 'static, T: Send + 'static>(
         &self,
         guard: tokio::sync::OwnedMutexGuard<()>,
-        change: impl FnOnce(&dyn WriteTx) -> EngineResult<R> + Send + 'static,
+        change: impl FnMut(&dyn WriteTx) -> EngineResult<R> + Send + 'static,
         apply: impl FnOnce(&Memory, R) -> EngineResult<T> + Send + 'static,
     ) -> EngineResult<T> {
         let mem = Arc::clone(&self.mem);

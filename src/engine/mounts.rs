@@ -259,7 +259,7 @@ impl Engine {
                 )));
             }
         }
-        let mut record = new_mount_record(spec, path, kv_version, self.clock.now());
+        let record = new_mount_record(spec, path, kv_version, self.clock.now());
         let keyring = self.keyring()?;
         self.admin_write(
             guard,
@@ -276,6 +276,7 @@ impl Engine {
                             record.path.as_str()
                         )));
                     }
+                    let mut record = record.clone();
                     record.id = table.next_id;
                     table.next_id += 1;
                     table.mounts.push(record);
@@ -321,7 +322,7 @@ impl Engine {
             move |tx| {
                 change_table(tx, &keyring, |table| {
                     let m = table.mount_mut(id)?;
-                    apply_tune(m, tune)
+                    apply_tune(m, tune.clone())
                 })
             },
             install_mounts,
@@ -357,7 +358,7 @@ impl Engine {
                     }
                     if let Some(v) = update.delete_version_after {
                         m.kv.delete_version_after = if v < 0 { -1 } else { v };
-                        m.kv.delete_version_after_text = update.delete_version_after_text;
+                        m.kv.delete_version_after_text = update.delete_version_after_text.clone();
                     }
                     Ok(())
                 })

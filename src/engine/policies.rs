@@ -142,10 +142,10 @@ impl Engine {
             guard,
             move |tx| {
                 change_texts(tx, &keyring, |texts| {
-                    texts.insert(n.clone(), t);
+                    texts.insert(n.clone(), t.clone());
                     true
                 })?;
-                Ok(n)
+                Ok(n.clone())
             },
             move |mem, n| {
                 install_policy(mem, n, Some(parsed));
@@ -170,7 +170,7 @@ impl Engine {
             guard,
             move |tx| {
                 change_texts(tx, &keyring, |texts| texts.remove(&n).is_some())?;
-                Ok(n)
+                Ok(n.clone())
             },
             |mem, n| {
                 install_policy(mem, n, None);

@@ -123,7 +123,7 @@ pub fn is_initialized(store: &Store) -> EngineResult<bool> {
 
 /// Opens the stored root key and keyring with `seal_key`, both read from the same connection (one
 /// snapshot, or the writer's transaction for a key change).
-fn open_stored_keys(tx: &dyn ReadTx, seal_key: &Key32) -> EngineResult<(Key32, Keyring)> {
+pub(super) fn open_stored_keys(tx: &dyn ReadTx, seal_key: &Key32) -> EngineResult<(Key32, Keyring)> {
     let root_blob = tx.get_fact(ROOT_KEY_FACT)?.ok_or(EngineError::Crypto)?;
     let ring_blob = tx.get_fact(KEYRING_FACT)?.ok_or(EngineError::Crypto)?;
     let root = open_root_key(seal_key, &root_blob)?;
@@ -276,9 +276,14 @@ impl Engine {
         self.admin_write(
             guard,
             move |tx| {
-                tx.put_fact(SEAL_CONFIG_FACT, &cfg_json)?;
-                tx.put_fact(ROOT_KEY_FACT, &root_blob)?;
-                tx.put_fact(KEYRING_FACT, &ring_blob)?;
+                // Conditional: with several nodes on one database, two `sys/init` calls may race;
+                // the loser finds the keyring stored when its transaction runs again.
+                if tx.get_fact(KEYRING_FACT)?.is_some() {
+                    return Err(EngineError::AlreadyInitialized);
+                }
+                tx.replace_fact(SEAL_CONFIG_FACT, None, &cfg_json)?;
+                tx.replace_fact(ROOT_KEY_FACT, None, &root_blob)?;
+                tx.replace_fact(KEYRING_FACT, None, &ring_blob)?;
                 tx.insert_token(&token_record)?;
                 let policies: policies::PolicyTexts =
                     [("default".to_string(), policy::DEFAULT_POLICY.to_string())].into();
@@ -288,7 +293,7 @@ impl Engine {
                 barrier::write_doc(tx, &ring, super::audit::AUDIT_DOC, None, &Vec::<()>::new())?;
                 let table = mounts::MountTable {
                     next_id: 2,
-                    mounts: vec![secret_mount],
+                    mounts: vec![secret_mount.clone()],
                 };
                 barrier::write_doc(tx, &ring, mounts::MOUNTS_DOC, None, &table)?;
                 Ok(table.mounts)

@@ -250,7 +250,7 @@ impl Engine {
         self.store
             .write(move |tx| {
                 let (old, mut roles) = read_roles(tx, &keyring)?;
-                roles.insert(name, text);
+                roles.insert(name.clone(), text.clone());
                 barrier::write_doc(tx, &keyring, ROLES_DOC, Some(&old), &roles)
             })
             .await

@@ -272,10 +272,8 @@ impl Engine {
             return Ok(Some(row));
         }
         let generation = self.token_cache.generation();
-        let keyring = self.keyring()?;
         let row = self
-            .store
-            .read(|tx| load_token(tx, &keyring, hash))?
+            .with_current_keys(|keyring| self.store.read(|tx| load_token(tx, keyring, hash)))?
             .map(|(_, row)| row);
         if let Some(r) = &row {
             self.token_cache.insert_if(generation, key, r.clone());

@@ -55,6 +55,7 @@ impl From<EngineError> for VaultError {
                 tracing::error!(error = %m, "storage unavailable");
                 Self::Unavailable(format!("storage unavailable: {m}"))
             }
+            EngineError::KeyringBehind => Self::Unavailable(e.to_string()),
             EngineError::PermissionDenied => Self::PermissionDenied,
             EngineError::Crypto | EngineError::Corrupt(_) | EngineError::Storage(_) => {
                 tracing::error!(error = %e, "internal error");

@@ -69,6 +69,7 @@ impl From<EngineError> for OkmsError {
             EngineError::AlreadyInitialized => Self::BadRequest(e.to_string()),
             EngineError::Sealed => Self::Sealed,
             EngineError::Unavailable(m) => Self::Unavailable(format!("storage unavailable: {m}")),
+            EngineError::KeyringBehind => Self::Unavailable(e.to_string()),
             EngineError::PermissionDenied => Self::Unauthorized,
             EngineError::Crypto | EngineError::Corrupt(_) | EngineError::Storage(_) => {
                 tracing::error!(error = %e, "internal error");

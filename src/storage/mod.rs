@@ -9,10 +9,13 @@
 //! [`WriteTx::replace_fact`]) that fail with [`StorageError::Conflict`] when the row changed since it
 //! was read, so they stay exact with a backend that runs many writers at once.
 //!
-//! SQLite (`sqlite/`) is the one implementation today (model: garage's `src/db/`, one interface and
-//! several adapters).
+//! Two implementations (model: garage's `src/db/`, one interface and several adapters): SQLite
+//! (`sqlite/`, embedded, one node) and PostgreSQL (`postgres/`, any number of active nodes on one
+//! database). A write closure may run more than once on a backend with several writers (after a lost
+//! conditional write), so it is `FnMut` and must not act outside the transaction.
 
 mod error;
+mod postgres;
 pub mod rows;
 pub mod snapshot;
 mod sqlite;
@@ -22,6 +25,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub use error::{StorageError, StorageResult};
+pub use postgres::PgStore;
 pub use rows::{SealedRow, StaleVersion, TokenRecord, V1Dump, VersionBlob};
 pub use sqlite::{SqliteStore, V1_BACKUP_NAME};
 
@@ -141,6 +145,7 @@ pub trait WriteTx: ReadTx {
 /// The store: one of the backends.
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Store {
@@ -149,10 +154,40 @@ impl Store {
         Ok(Self::Sqlite(SqliteStore::open(dir, durability)?))
     }
 
-    /// The directory holding the files.
-    pub fn dir(&self) -> &Path {
+    /// Connects to a PostgreSQL database (creating the schema in an empty one).
+    pub fn open_postgres(url: &str, max_connections: usize) -> StorageResult<Self> {
+        Ok(Self::Postgres(PgStore::open(url, max_connections)?))
+    }
+
+    /// Where the store is, for messages (a PostgreSQL URL without its password).
+    pub fn describe(&self) -> String {
         match self {
-            Store::Sqlite(s) => s.dir(),
+            Store::Sqlite(s) => s.dir().display().to_string(),
+            Store::Postgres(p) => p.describe(),
+        }
+    }
+
+    /// A private directory for temporary files (snapshots): the store's own directory with SQLite,
+    /// the system's temporary directory with PostgreSQL.
+    pub fn scratch_dir(&self) -> std::path::PathBuf {
+        match self {
+            Store::Sqlite(s) => s.dir().to_path_buf(),
+            Store::Postgres(_) => std::env::temp_dir(),
+        }
+    }
+
+    /// Whether other kvseal nodes may write to the same store (then what a node keeps in memory
+    /// follows [`Store::generation`]).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// A number that changes with every committed change to a fact or a token, on any node; an
+    /// error when the database does not answer. Always 0 on an unshared store.
+    pub fn generation(&self) -> StorageResult<i64> {
+        match self {
+            Store::Sqlite(_) => Ok(0),
+            Store::Postgres(p) => p.generation(),
         }
     }
 
@@ -161,6 +196,9 @@ impl Store {
     pub fn copy_to(&self, target: &Path) -> StorageResult<()> {
         match self {
             Store::Sqlite(s) => s.copy_to(target),
+            Store::Postgres(_) => Err(StorageError::Other(
+                "snapshots of a PostgreSQL store are not implemented yet".into(),
+            )),
         }
     }
 
@@ -168,6 +206,7 @@ impl Store {
     pub fn needs_v1_migration(&self) -> StorageResult<bool> {
         match self {
             Store::Sqlite(s) => s.needs_v1_migration(),
+            Store::Postgres(_) => Ok(false),
         }
     }
 
@@ -175,6 +214,7 @@ impl Store {
     pub fn checkpoint(&self) -> StorageResult<()> {
         match self {
             Store::Sqlite(s) => s.checkpoint(),
+            Store::Postgres(_) => Ok(()),
         }
     }
 
@@ -185,16 +225,18 @@ impl Store {
     ) -> Result<R, E> {
         match self {
             Store::Sqlite(s) => s.read(f),
+            Store::Postgres(p) => p.read(f),
         }
     }
 
     /// Runs `f` in a write transaction; resolves once it has committed.
     pub async fn write<R: Send + 'static, E: From<StorageError> + Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+        f: impl FnMut(&dyn WriteTx) -> Result<R, E> + Send + 'static,
     ) -> Result<R, E> {
         match self {
             Store::Sqlite(s) => s.write(f).await,
+            Store::Postgres(p) => p.write(f).await,
         }
     }
 
@@ -206,21 +248,23 @@ impl Store {
         E: From<StorageError> + Send + 'static,
     >(
         &self,
-        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+        f: impl FnMut(&dyn WriteTx) -> Result<R, E> + Send + 'static,
         then: impl FnOnce(R) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
         match self {
             Store::Sqlite(s) => s.write_then(f, then).await,
+            Store::Postgres(p) => p.write_then(f, then).await,
         }
     }
 
     /// The same as [`Store::write`], for callers outside an async context (start-up, tools).
     pub fn write_blocking<R: Send + 'static, E: From<StorageError> + Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn WriteTx) -> Result<R, E> + Send + 'static,
+        f: impl FnMut(&dyn WriteTx) -> Result<R, E> + Send + 'static,
     ) -> Result<R, E> {
         match self {
             Store::Sqlite(s) => s.write_blocking(f),
+            Store::Postgres(p) => p.write_blocking(f),
         }
     }
 
@@ -228,6 +272,7 @@ impl Store {
     pub fn stall_writer(&self, ms: u64) {
         match self {
             Store::Sqlite(s) => s.stall_writer(ms),
+            Store::Postgres(_) => {}
         }
     }
 
@@ -235,6 +280,7 @@ impl Store {
     pub async fn set_max_page_count(&self, pages: u64) -> StorageResult<()> {
         match self {
             Store::Sqlite(s) => s.set_max_page_count(pages).await,
+            Store::Postgres(_) => Err(StorageError::Other("not a SQLite store".into())),
         }
     }
 }

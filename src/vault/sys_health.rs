@@ -58,7 +58,12 @@ fn health(engine: &Engine, req: &VaultRequest) -> VaultResult<Reply> {
                 ))
             })?,
     };
-    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    let mut code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    if status == SealStatus::Unsealed && !engine.storage_reachable() {
+        // The shared database does not answer: this node cannot serve, so a load balancer must
+        // drain it (no override: `activecode` is for a node that works).
+        code = StatusCode::SERVICE_UNAVAILABLE;
+    }
     let body = json!({
         "initialized": status != SealStatus::Uninitialized,
         "sealed": status != SealStatus::Unsealed,

@@ -1,0 +1,151 @@
+//! Following a shared store: what other nodes commit reaches this node's memory.
+//!
+//! With PostgreSQL several nodes serve one store. Each keeps the administrative state in memory
+//! (keyring, mounts, policies, audit devices) and caches token entries and compiled ACLs; secret data
+//! is always read from the database. A thread polls the store's change generation every
+//! [`POLL`] and, when it moved, reloads that state from storage and empties the caches: a token
+//! revoked, a policy narrowed, a mount changed or a key rotated on another node is in force here
+//! within `POLL` plus one reload (well under the promised second). The same poll finds a store that
+//! another node initialised (this node then unseals itself with its key file) and tells `sys/health`
+//! whether the database answers.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::error::{EngineError, EngineResult};
+use super::{seal, Engine, SealMode, SealStatus};
+use crate::crypto::Keyring;
+
+/// How often a node looks at the store's change generation.
+pub const POLL: Duration = Duration::from_millis(200);
+
+impl Engine {
+    /// Starts following the store if other nodes may write to it (a no-op with SQLite).
+    pub fn follow_store(self: &Arc<Self>) {
+        if !self.store.is_shared() {
+            return;
+        }
+        let weak: Weak<Engine> = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("kvseal-follow".into())
+            .spawn(move || {
+                let mut seen = None;
+                loop {
+                    std::thread::sleep(POLL);
+                    let Some(engine) = weak.upgrade() else {
+                        return;
+                    };
+                    engine.follow_once(&mut seen);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the thread that follows the shared store");
+        }
+    }
+
+    /// Runs `f` with the keyring; when it met a record sealed under a newer key than this node holds
+    /// (another node rotated the keyring since the last poll), loads the stored keyring and runs `f`
+    /// once more.
+    pub(super) fn with_current_keys<R>(
+        &self,
+        f: impl Fn(&Arc<Keyring>) -> EngineResult<R>,
+    ) -> EngineResult<R> {
+        match f(&self.keyring()?) {
+            Err(EngineError::KeyringBehind) if self.store.is_shared() => {
+                self.reload_keyring()?;
+                f(&self.keyring()?)
+            }
+            other => other,
+        }
+    }
+
+    fn reload_keyring(&self) -> EngineResult<()> {
+        let seal_key = self
+            .mem
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .seal_key
+            .clone()
+            .ok_or(EngineError::Sealed)?;
+        let (_, ring) = self
+            .store
+            .read(|tx| seal::open_stored_keys(tx, &seal_key))?;
+        self.mem.set_keyring(Arc::new(ring));
+        Ok(())
+    }
+
+    /// Whether the store answered its last poll (always true with SQLite).
+    pub fn storage_reachable(&self) -> bool {
+        self.storage_ok.load(Ordering::Relaxed)
+    }
+
+    fn follow_once(&self, seen: &mut Option<i64>) {
+        let generation = match self.store.generation() {
+            Ok(g) => g,
+            Err(e) => {
+                if self.storage_ok.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "the database does not answer; serving 503 until it does");
+                }
+                // Whatever changed meanwhile is read again once the database is back.
+                *seen = None;
+                return;
+            }
+        };
+        if !self.storage_ok.swap(true, Ordering::Relaxed) {
+            tracing::info!("the database answers again");
+        }
+        if *seen == Some(generation) {
+            return;
+        }
+        match self.reload_shared_state() {
+            Ok(()) => *seen = Some(generation),
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading what other nodes changed failed; retrying")
+            }
+        }
+    }
+
+    /// Reads the administrative state again from storage, under the administrative lock (a change
+    /// committing on this node meanwhile installs its own state after this one, never before).
+    fn reload_shared_state(&self) -> EngineResult<()> {
+        let _guard = self.admin.blocking_lock();
+        match self.seal_status() {
+            SealStatus::Uninitialized => {
+                if !seal::is_initialized(&self.store)? {
+                    return Ok(());
+                }
+                seal::check_mode(&self.store, &self.seal_mode)?;
+                *self
+                    .mem
+                    .initialized
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = true;
+                tracing::info!("the store was initialised by another node");
+                if let SealMode::File(key) = &self.seal_mode {
+                    self.unseal_with(key.clone())?;
+                    tracing::info!("unsealed with the key file");
+                }
+            }
+            // A sealed node stays sealed until it is unsealed (`sys/unseal`, or a restart with the
+            // file seal), as a Vault node does.
+            SealStatus::Sealed => {}
+            SealStatus::Unsealed => {
+                let seal_key = self
+                    .mem
+                    .keys
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .seal_key
+                    .clone();
+                if let Some(key) = seal_key {
+                    self.unseal_with(key)?;
+                }
+            }
+        }
+        self.token_cache.invalidate();
+        self.mem.acl_cache.invalidate();
+        Ok(())
+    }
+}

@@ -1,0 +1,605 @@
+//! The transaction interface over one PostgreSQL connection.
+//!
+//! A transaction's `BEGIN` is sent with its first statement (pipelined: one round trip), and a read
+//! transaction's end (`ROLLBACK`: it changed nothing) is queued without waiting, ahead of whatever
+//! the connection does next. Writes run in READ COMMITTED: every decision that depends on a row
+//! (check-and-set, token uses, create-only, the mount table) is a conditional write that reports
+//! `Conflict` when it lost, and the store reruns the whole transaction (see `PgStore::write`).
+
+use std::cell::Cell;
+
+use futures_util::FutureExt;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::conn::PgConn;
+use crate::storage::error::{StorageError, StorageResult};
+use crate::storage::rows::{SealedRow, StaleVersion, TokenRecord, V1Dump, VersionBlob};
+use crate::storage::{ReadTx, WriteTx};
+
+pub const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+pub const BEGIN_WRITE: &str = "BEGIN";
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+pub struct PgTx<'c> {
+    conn: &'c PgConn,
+    begin: &'static str,
+    begun: Cell<bool>,
+    /// A conditional write lost, or the database reported a serialization failure or deadlock.
+    conflict: Cell<bool>,
+    /// The connection failed in a way that leaves its state unknown.
+    broken: Cell<bool>,
+    /// A fact or a token changed: other nodes must reload (see `PgStore`'s generation).
+    changed_shared: Cell<bool>,
+}
+
+impl<'c> PgTx<'c> {
+    pub fn new(conn: &'c PgConn, begin: &'static str) -> Self {
+        Self {
+            conn,
+            begin,
+            begun: Cell::new(false),
+            conflict: Cell::new(false),
+            broken: Cell::new(false),
+            changed_shared: Cell::new(false),
+        }
+    }
+
+    pub fn conflicted(&self) -> bool {
+        self.conflict.get()
+    }
+
+    pub fn broken(&self) -> bool {
+        self.broken.get()
+    }
+
+    fn fail(&self, e: tokio_postgres::Error) -> StorageError {
+        let mapped = super::map_err(e);
+        match &mapped {
+            StorageError::Conflict => self.conflict.set(true),
+            StorageError::Unavailable(_) => self.broken.set(true),
+            _ => {}
+        }
+        mapped
+    }
+
+    fn query(&self, sql: &'static str, params: Params<'_>) -> StorageResult<Vec<Row>> {
+        let stmt = self.conn.statement(sql).inspect_err(|e| {
+            if matches!(e, StorageError::Unavailable(_)) {
+                self.broken.set(true)
+            }
+        })?;
+        let client = &self.conn.client;
+        let result = if self.begun.get() {
+            futures_executor::block_on(client.query(&stmt, params))
+        } else {
+            let (b, r) = futures_executor::block_on(futures_util::future::join(
+                client.batch_execute(self.begin),
+                client.query(&stmt, params),
+            ));
+            b.map_err(|e| self.fail(e))?;
+            self.begun.set(true);
+            r
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
+    fn opt(&self, sql: &'static str, params: Params<'_>) -> StorageResult<Option<Row>> {
+        let mut rows = self.query(sql, params)?;
+        if rows.len() > 1 {
+            return Err(StorageError::Corrupt("a key matched several rows".into()));
+        }
+        Ok(rows.pop())
+    }
+
+    /// Runs a statement; returns how many rows it changed.
+    fn exec(&self, sql: &'static str, params: Params<'_>) -> StorageResult<u64> {
+        let stmt = self.conn.statement(sql).inspect_err(|e| {
+            if matches!(e, StorageError::Unavailable(_)) {
+                self.broken.set(true)
+            }
+        })?;
+        let client = &self.conn.client;
+        let result = if self.begun.get() {
+            futures_executor::block_on(client.execute(&stmt, params))
+        } else {
+            let (b, r) = futures_executor::block_on(futures_util::future::join(
+                client.batch_execute(self.begin),
+                client.execute(&stmt, params),
+            ));
+            b.map_err(|e| self.fail(e))?;
+            self.begun.set(true);
+            r
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// Ends a read transaction without waiting: `ROLLBACK` is queued on the connection, ahead of its
+    /// next use (a read-only transaction has nothing to commit).
+    pub fn end_read(self) {
+        if self.begun.get() {
+            let _ = self.conn.client.batch_execute("ROLLBACK").now_or_never();
+        }
+    }
+
+    /// Commits a write transaction (bumping the generation in it when shared state changed).
+    pub fn commit(&self) -> StorageResult<()> {
+        if !self.begun.get() {
+            return Ok(());
+        }
+        let client = &self.conn.client;
+        let r = if self.changed_shared.get() {
+            futures_executor::block_on(client.batch_execute(
+                "UPDATE kvseal_info SET value = value + 1 WHERE key = 'generation'; COMMIT",
+            ))
+        } else {
+            futures_executor::block_on(client.batch_execute("COMMIT"))
+        };
+        r.map_err(|e| {
+            // An unanswered COMMIT may or may not have taken effect: the connection goes.
+            self.broken.set(true);
+            self.fail(e)
+        })
+    }
+
+    pub fn rollback(&self) {
+        if self.begun.get() && !self.broken.get() {
+            if let Err(e) = futures_executor::block_on(self.conn.client.batch_execute("ROLLBACK")) {
+                self.fail(e);
+                self.broken.set(true);
+            }
+        }
+    }
+}
+
+fn key_id(v: i64) -> StorageResult<u32> {
+    u32::try_from(v).map_err(|_| StorageError::Corrupt(format!("key id {v} out of range")))
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> StorageResult<T> {
+    r.try_get(i)
+        .map_err(|e| StorageError::Corrupt(format!("column {i}: {e}")))
+}
+
+fn sealed(r: &Row, k: usize, b: usize) -> StorageResult<SealedRow> {
+    Ok(SealedRow {
+        key_id: key_id(get(r, k)?)?,
+        blob: get(r, b)?,
+    })
+}
+
+fn token(r: &Row) -> StorageResult<TokenRecord> {
+    Ok(TokenRecord {
+        hash: get(r, 0)?,
+        accessor: get(r, 1)?,
+        parent: get(r, 2)?,
+        sealed: sealed(r, 3, 4)?,
+    })
+}
+
+fn version_i64(v: u64) -> StorageResult<i64> {
+    i64::try_from(v).map_err(|_| StorageError::Other(format!("version {v} out of range")))
+}
+
+/// The smallest string greater than every string that starts with `prefix` (U+10FFFF sorts after
+/// every other code point in byte order).
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+fn one_row(changed: u64) -> StorageResult<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StorageError::Conflict)
+    }
+}
+
+impl ReadTx for PgTx<'_> {
+    fn get_fact(&self, key: &str) -> StorageResult<Option<Vec<u8>>> {
+        self.opt("SELECT value FROM kvseal_meta WHERE key = $1", &[&key])?
+            .map(|r| get(&r, 0))
+            .transpose()
+    }
+
+    fn get_secret(&self, mount_id: i64, path: &str) -> StorageResult<Option<SealedRow>> {
+        self.opt(
+            "SELECT key_id, sealed FROM secrets WHERE mount_id = $1 AND path = $2",
+            &[&mount_id, &path],
+        )?
+        .map(|r| sealed(&r, 0, 1))
+        .transpose()
+    }
+
+    fn secrets_after(
+        &self,
+        mount_id: i64,
+        after: &str,
+        limit: usize,
+    ) -> StorageResult<Vec<(String, SealedRow)>> {
+        let limit = limit as i64;
+        self.query(
+            "SELECT path, key_id, sealed FROM secrets WHERE mount_id = $1 AND path > $2
+             ORDER BY path LIMIT $3",
+            &[&mount_id, &after, &limit],
+        )?
+        .iter()
+        .map(|r| Ok((get(r, 0)?, sealed(r, 1, 2)?)))
+        .collect()
+    }
+
+    /// The same skip scan as SQLite's (see there), with an exclusive lower bound: PostgreSQL text
+    /// cannot hold the NUL that SQLite's "just after" cursor uses.
+    fn list_children(
+        &self,
+        mount_id: i64,
+        folder: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> StorageResult<Vec<(String, String, SealedRow)>> {
+        const BATCH: i64 = 256;
+        let end = prefix_end(folder);
+        let mut cursor = match after {
+            Some(a) if a.ends_with('/') => prefix_end(&format!("{folder}{a}")),
+            Some(a) => format!("{folder}{a}"),
+            None => folder.to_string(),
+        };
+        let mut out = Vec::new();
+        'scan: loop {
+            let rows = self.query(
+                "SELECT path, key_id, sealed FROM secrets
+                 WHERE mount_id = $1 AND path > $2 AND path < $3 ORDER BY path LIMIT $4",
+                &[&mount_id, &cursor, &end, &BATCH],
+            )?;
+            if rows.is_empty() {
+                break;
+            }
+            let full = rows.len() as i64 == BATCH;
+            let mut next_cursor = None;
+            let mut last = String::new();
+            for r in &rows {
+                let path: String = get(r, 0)?;
+                let row = sealed(r, 1, 2)?;
+                let Some(rest) = path.get(folder.len()..) else {
+                    return Err(StorageError::Corrupt(format!(
+                        "secret path {path:?} outside the scanned folder"
+                    )));
+                };
+                match rest.find('/') {
+                    Some(i) => {
+                        let child = format!("{}/", &rest[..i]);
+                        next_cursor = Some(prefix_end(&format!("{folder}{child}")));
+                        out.push((child, path.clone(), row));
+                    }
+                    None => out.push((rest.to_string(), path.clone(), row)),
+                }
+                last = path;
+                if limit.is_some_and(|l| out.len() >= l) {
+                    break 'scan;
+                }
+                if next_cursor.is_some() {
+                    break;
+                }
+            }
+            cursor = match next_cursor {
+                Some(c) => c,
+                None if full => last,
+                None => break,
+            };
+        }
+        Ok(out)
+    }
+
+    fn get_version(
+        &self,
+        mount_id: i64,
+        path: &str,
+        version: u64,
+    ) -> StorageResult<Option<VersionBlob>> {
+        let version = version_i64(version)?;
+        self.opt(
+            "SELECT key_id, nonce, ciphertext FROM versions
+             WHERE mount_id = $1 AND path = $2 AND version = $3",
+            &[&mount_id, &path, &version],
+        )?
+        .map(|r| {
+            Ok(VersionBlob {
+                key_id: key_id(get(&r, 0)?)?,
+                nonce: get(&r, 1)?,
+                ciphertext: get(&r, 2)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn stale_versions(&self, active: u32, limit: usize) -> StorageResult<Vec<StaleVersion>> {
+        let (active, limit) = (i64::from(active), limit as i64);
+        self.query(
+            "SELECT mount_id, path, version, key_id, nonce, ciphertext FROM versions
+             WHERE key_id != $1 LIMIT $2",
+            &[&active, &limit],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(StaleVersion {
+                mount_id: get(r, 0)?,
+                path: get(r, 1)?,
+                version: get::<i64>(r, 2)? as u64,
+                blob: VersionBlob {
+                    key_id: key_id(get(r, 3)?)?,
+                    nonce: get(r, 4)?,
+                    ciphertext: get(r, 5)?,
+                },
+            })
+        })
+        .collect()
+    }
+
+    fn stale_secrets(
+        &self,
+        active: u32,
+        limit: usize,
+    ) -> StorageResult<Vec<(i64, String, SealedRow)>> {
+        let (active, limit) = (i64::from(active), limit as i64);
+        self.query(
+            "SELECT mount_id, path, key_id, sealed FROM secrets WHERE key_id != $1 LIMIT $2",
+            &[&active, &limit],
+        )?
+        .iter()
+        .map(|r| Ok((get(r, 0)?, get(r, 1)?, sealed(r, 2, 3)?)))
+        .collect()
+    }
+
+    fn stale_tokens(&self, active: u32, limit: usize) -> StorageResult<Vec<TokenRecord>> {
+        let (active, limit) = (i64::from(active), limit as i64);
+        self.query(
+            "SELECT hash, accessor, parent, key_id, sealed FROM tokens WHERE key_id != $1 LIMIT $2",
+            &[&active, &limit],
+        )?
+        .iter()
+        .map(token)
+        .collect()
+    }
+
+    fn count_stale(&self, active: u32) -> StorageResult<u64> {
+        let active = i64::from(active);
+        let rows = self.query(
+            "SELECT (SELECT count(*) FROM versions WHERE key_id != $1)
+                  + (SELECT count(*) FROM secrets WHERE key_id != $1)
+                  + (SELECT count(*) FROM tokens WHERE key_id != $1)",
+            &[&active],
+        )?;
+        let n: i64 = rows.first().map(|r| get(r, 0)).transpose()?.unwrap_or(0);
+        Ok(n as u64)
+    }
+
+    fn get_token(&self, hash: &[u8]) -> StorageResult<Option<TokenRecord>> {
+        self.opt(
+            "SELECT hash, accessor, parent, key_id, sealed FROM tokens WHERE hash = $1",
+            &[&hash],
+        )?
+        .map(|r| token(&r))
+        .transpose()
+    }
+
+    fn get_token_by_accessor(&self, accessor: &[u8]) -> StorageResult<Option<TokenRecord>> {
+        self.opt(
+            "SELECT hash, accessor, parent, key_id, sealed FROM tokens WHERE accessor = $1",
+            &[&accessor],
+        )?
+        .map(|r| token(&r))
+        .transpose()
+    }
+
+    fn all_tokens(&self) -> StorageResult<Vec<TokenRecord>> {
+        self.query(
+            "SELECT hash, accessor, parent, key_id, sealed FROM tokens",
+            &[],
+        )?
+        .iter()
+        .map(token)
+        .collect()
+    }
+
+    fn token_children(&self, hash: &[u8]) -> StorageResult<Vec<TokenRecord>> {
+        self.query(
+            "SELECT hash, accessor, parent, key_id, sealed FROM tokens WHERE parent = $1",
+            &[&hash],
+        )?
+        .iter()
+        .map(token)
+        .collect()
+    }
+}
+
+impl WriteTx for PgTx<'_> {
+    fn put_fact(&self, key: &str, value: &[u8]) -> StorageResult<()> {
+        self.changed_shared.set(true);
+        self.exec(
+            "INSERT INTO kvseal_meta (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &value],
+        )?;
+        Ok(())
+    }
+
+    fn replace_fact(&self, key: &str, expect: Option<&[u8]>, value: &[u8]) -> StorageResult<()> {
+        self.changed_shared.set(true);
+        let changed = match expect {
+            None => self.exec(
+                "INSERT INTO kvseal_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )?,
+            Some(old) => self.exec(
+                "UPDATE kvseal_meta SET value = $3 WHERE key = $1 AND value = $2",
+                &[&key, &old, &value],
+            )?,
+        };
+        one_row(changed).inspect_err(|_| self.conflict.set(true))
+    }
+
+    fn put_secret(
+        &self,
+        mount_id: i64,
+        path: &str,
+        expect: Option<&SealedRow>,
+        new: &SealedRow,
+    ) -> StorageResult<()> {
+        let new_key = i64::from(new.key_id);
+        let changed = match expect {
+            None => self.exec(
+                "INSERT INTO secrets (mount_id, path, key_id, sealed) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (mount_id, path) DO NOTHING",
+                &[&mount_id, &path, &new_key, &new.blob],
+            )?,
+            Some(old) => {
+                let old_key = i64::from(old.key_id);
+                self.exec(
+                    "UPDATE secrets SET key_id = $3, sealed = $4
+                     WHERE mount_id = $1 AND path = $2 AND key_id = $5 AND sealed = $6",
+                    &[&mount_id, &path, &new_key, &new.blob, &old_key, &old.blob],
+                )?
+            }
+        };
+        one_row(changed).inspect_err(|_| self.conflict.set(true))
+    }
+
+    fn delete_secret(&self, mount_id: i64, path: &str) -> StorageResult<()> {
+        self.exec(
+            "DELETE FROM versions WHERE mount_id = $1 AND path = $2",
+            &[&mount_id, &path],
+        )?;
+        self.exec(
+            "DELETE FROM secrets WHERE mount_id = $1 AND path = $2",
+            &[&mount_id, &path],
+        )?;
+        Ok(())
+    }
+
+    fn delete_mount_data(&self, mount_id: i64) -> StorageResult<()> {
+        self.exec("DELETE FROM versions WHERE mount_id = $1", &[&mount_id])?;
+        self.exec("DELETE FROM secrets WHERE mount_id = $1", &[&mount_id])?;
+        Ok(())
+    }
+
+    /// Replaces a version row left by a writer that lost its race (as SQLite's `INSERT OR REPLACE`):
+    /// the key record's conditional write decides which writer's version stands.
+    fn insert_version(
+        &self,
+        mount_id: i64,
+        path: &str,
+        version: u64,
+        blob: &VersionBlob,
+    ) -> StorageResult<()> {
+        let (version, k) = (version_i64(version)?, i64::from(blob.key_id));
+        self.exec(
+            "INSERT INTO versions (mount_id, path, version, key_id, nonce, ciphertext)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (mount_id, path, version) DO UPDATE
+             SET key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext",
+            &[&mount_id, &path, &version, &k, &blob.nonce, &blob.ciphertext],
+        )?;
+        Ok(())
+    }
+
+    fn delete_version(&self, mount_id: i64, path: &str, version: u64) -> StorageResult<()> {
+        let version = version_i64(version)?;
+        self.exec(
+            "DELETE FROM versions WHERE mount_id = $1 AND path = $2 AND version = $3",
+            &[&mount_id, &path, &version],
+        )?;
+        Ok(())
+    }
+
+    fn delete_versions_upto(&self, mount_id: i64, path: &str, upto: u64) -> StorageResult<()> {
+        let upto = version_i64(upto)?;
+        self.exec(
+            "DELETE FROM versions WHERE mount_id = $1 AND path = $2 AND version <= $3",
+            &[&mount_id, &path, &upto],
+        )?;
+        Ok(())
+    }
+
+    fn replace_version_blob(
+        &self,
+        mount_id: i64,
+        path: &str,
+        version: u64,
+        blob: &VersionBlob,
+    ) -> StorageResult<()> {
+        let (version, k) = (version_i64(version)?, i64::from(blob.key_id));
+        self.exec(
+            "UPDATE versions SET key_id = $4, nonce = $5, ciphertext = $6
+             WHERE mount_id = $1 AND path = $2 AND version = $3",
+            &[
+                &mount_id,
+                &path,
+                &version,
+                &k,
+                &blob.nonce,
+                &blob.ciphertext,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_token(&self, t: &TokenRecord) -> StorageResult<()> {
+        self.changed_shared.set(true);
+        let k = i64::from(t.sealed.key_id);
+        let changed = self.exec(
+            "INSERT INTO tokens (hash, accessor, parent, key_id, sealed) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+            &[&t.hash, &t.accessor, &t.parent, &k, &t.sealed.blob],
+        )?;
+        one_row(changed).inspect_err(|_| self.conflict.set(true))
+    }
+
+    fn replace_token(&self, old: &TokenRecord, new: &TokenRecord) -> StorageResult<()> {
+        if old.hash != new.hash {
+            return Err(StorageError::Other("a token's hash cannot change".into()));
+        }
+        self.changed_shared.set(true);
+        let (nk, ok) = (i64::from(new.sealed.key_id), i64::from(old.sealed.key_id));
+        let changed = self.exec(
+            "UPDATE tokens SET accessor = $2, parent = $3, key_id = $4, sealed = $5
+             WHERE hash = $1 AND key_id = $6 AND sealed = $7",
+            &[
+                &new.hash,
+                &new.accessor,
+                &new.parent,
+                &nk,
+                &new.sealed.blob,
+                &ok,
+                &old.sealed.blob,
+            ],
+        )?;
+        one_row(changed).inspect_err(|_| self.conflict.set(true))
+    }
+
+    fn delete_token_tree(&self, hash: &[u8]) -> StorageResult<usize> {
+        self.changed_shared.set(true);
+        Ok(self.exec(
+            "WITH RECURSIVE sub(h) AS (
+                 SELECT hash FROM tokens WHERE hash = $1
+                 UNION SELECT t.hash FROM tokens t JOIN sub ON t.parent = sub.h
+             )
+             DELETE FROM tokens WHERE hash IN (SELECT h FROM sub)",
+            &[&hash],
+        )? as usize)
+    }
+
+    fn delete_token(&self, hash: &[u8]) -> StorageResult<usize> {
+        self.changed_shared.set(true);
+        Ok(self.exec("DELETE FROM tokens WHERE hash = $1", &[&hash])? as usize)
+    }
+
+    /// PostgreSQL stores begin at schema 2: there is nothing to migrate.
+    fn take_v1(&self) -> StorageResult<Option<V1Dump>> {
+        Ok(None)
+    }
+
+    fn finish_v1(&self) -> StorageResult<()> {
+        Ok(())
+    }
+}
