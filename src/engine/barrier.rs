@@ -41,6 +41,23 @@ impl Place<'_> {
     }
 }
 
+/// Set when the store is shared with other nodes (PostgreSQL): a record sealed under a key newer than
+/// this node's keyring is then most likely another node's rotation, not tampering.
+static SHARED_STORE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(super) fn set_shared_store() {
+    SHARED_STORE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `KeyringBehind` for a key id newer than any in `keyring` on a shared store (see
+/// [`EngineError::KeyringBehind`]); `None` otherwise.
+pub(super) fn behind(keyring: &Keyring, key_id: u32) -> Option<EngineError> {
+    (SHARED_STORE.load(std::sync::atomic::Ordering::Relaxed)
+        && key_id > keyring.active_term().0
+        && !keyring.has_key(key_id))
+    .then_some(EngineError::KeyringBehind)
+}
+
 /// Seals `value` for `place` under the active key.
 pub(super) fn seal<T: Serialize>(
     keyring: &Keyring,
@@ -76,10 +93,8 @@ pub(super) fn open<T: DeserializeOwned>(
     if row.blob.len() < NONCE {
         return Err(fail());
     }
-    if !keyring.has_key(row.key_id) && row.key_id > keyring.active_term().0 {
-        // Newer than any key here: sealed by another node after a rotation (an older unknown id
-        // is not that, and fails as tampering below).
-        return Err(EngineError::KeyringBehind);
+    if let Some(e) = behind(keyring, row.key_id) {
+        return Err(e);
     }
     let plain = keyring
         .open(

@@ -26,6 +26,7 @@ impl Engine {
         if !self.store.is_shared() {
             return;
         }
+        super::barrier::set_shared_store();
         let weak: Weak<Engine> = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
             .name("kvseal-follow".into())
@@ -52,9 +53,17 @@ impl Engine {
         f: impl Fn(&Arc<Keyring>) -> EngineResult<R>,
     ) -> EngineResult<R> {
         match f(&self.keyring()?) {
-            Err(EngineError::KeyringBehind) if self.store.is_shared() => {
+            Err(EngineError::KeyringBehind) => {
                 self.reload_keyring()?;
-                f(&self.keyring()?)
+                f(&self.keyring()?).map_err(|e| match e {
+                    EngineError::KeyringBehind => {
+                        tracing::error!(
+                            "a stored record names a key id no stored keyring has; not served"
+                        );
+                        EngineError::Corrupt("a record sealed under an unknown key".into())
+                    }
+                    other => other,
+                })
             }
             other => other,
         }

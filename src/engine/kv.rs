@@ -220,8 +220,8 @@ pub(super) fn decrypt(
         tracing::error!(record = %what(), "a stored record failed authentication; not served");
         EngineError::Corrupt(what())
     };
-    if !keyring.has_key(blob.key_id) && blob.key_id > keyring.active_term().0 {
-        return Err(EngineError::KeyringBehind);
+    if let Some(e) = barrier::behind(keyring, blob.key_id) {
+        return Err(e);
     }
     let plain = keyring
         .open(

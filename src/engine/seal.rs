@@ -123,7 +123,10 @@ pub fn is_initialized(store: &Store) -> EngineResult<bool> {
 
 /// Opens the stored root key and keyring with `seal_key`, both read from the same connection (one
 /// snapshot, or the writer's transaction for a key change).
-pub(super) fn open_stored_keys(tx: &dyn ReadTx, seal_key: &Key32) -> EngineResult<(Key32, Keyring)> {
+pub(super) fn open_stored_keys(
+    tx: &dyn ReadTx,
+    seal_key: &Key32,
+) -> EngineResult<(Key32, Keyring)> {
     let root_blob = tx.get_fact(ROOT_KEY_FACT)?.ok_or(EngineError::Crypto)?;
     let ring_blob = tx.get_fact(KEYRING_FACT)?.ok_or(EngineError::Crypto)?;
     let root = open_root_key(seal_key, &root_blob)?;
