@@ -43,6 +43,14 @@ pub trait ReadTx {
 
     /// A key's sealed metadata record.
     fn get_secret(&self, mount_id: i64, path: &str) -> StorageResult<Option<SealedRow>>;
+    /// A key's record with its newest stored version (number and sealed data), in one statement
+    /// where the backend can: the read of a secret's current version, the hottest request.
+    #[allow(clippy::type_complexity)]
+    fn get_secret_and_latest(
+        &self,
+        mount_id: i64,
+        path: &str,
+    ) -> StorageResult<Option<(SealedRow, Option<(u64, VersionBlob)>)>>;
     /// Keys after `after` (exclusive) in path order, at most `limit`: one index range scan.
     fn secrets_after(
         &self,
@@ -226,6 +234,18 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.read(f),
             Store::Postgres(p) => p.read(f),
+        }
+    }
+
+    /// Runs `f`, which makes one statement, without a transaction around it where that is cheaper
+    /// (PostgreSQL: no BEGIN and ROLLBACK; a second statement is refused). SQLite: [`Store::read`].
+    pub fn read_one<R, E: From<StorageError>>(
+        &self,
+        f: impl FnOnce(&dyn ReadTx) -> Result<R, E>,
+    ) -> Result<R, E> {
+        match self {
+            Store::Sqlite(s) => s.read(f),
+            Store::Postgres(p) => p.read_one(f),
         }
     }
 

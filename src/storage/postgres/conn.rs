@@ -23,7 +23,8 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// Run on every new connection. A statement (or a lock wait) never holds a request beyond its
 /// deadline; a transaction left open by a node that vanished is ended by the server.
-const SESSION_SETUP: &str = "SET statement_timeout = '10s'; SET lock_timeout = '5s';
+const SESSION_SETUP: &str =
+    "SET client_min_messages = warning; SET statement_timeout = '10s'; SET lock_timeout = '5s';
      SET idle_in_transaction_session_timeout = '60s'";
 
 /// The parsed `connection_url`. libpq's `sslmode=verify-ca|verify-full` and `sslrootcert`,
@@ -270,6 +271,12 @@ impl Pool {
             st.total -= 1;
         }
         drop(st);
+        self.freed.notify_one();
+    }
+
+    /// Counts out a connection that left the pool for good (a shared reader that broke).
+    pub fn forget(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).total -= 1;
         self.freed.notify_one();
     }
 

@@ -67,8 +67,16 @@ fn db_message(e: &tokio_postgres::Error) -> String {
         .unwrap_or_else(|| e.to_string())
 }
 
+/// Connections shared by one-statement reads (see `PgStore::read_one`).
+const SHARED_READERS: usize = 2;
+
 pub struct PgStore {
     pool: Arc<Pool>,
+    /// Connections that one-statement reads share: statements outside a transaction can be sent by
+    /// many threads at once on one connection, which tokio-postgres pipelines (the database reads
+    /// several per wake-up). Each is taken from the pool for good and replaced when it breaks.
+    shared: Vec<std::sync::Mutex<Option<Arc<conn::PgConn>>>>,
+    next_shared: std::sync::atomic::AtomicUsize,
     /// Drives the connections' I/O (two threads) and runs write transactions on its blocking pool.
     rt: Arc<tokio::runtime::Runtime>,
 }
@@ -89,6 +97,10 @@ impl PgStore {
         );
         let store = Self {
             pool: Arc::new(Pool::new(settings, Arc::clone(&rt), max_connections)),
+            shared: (0..SHARED_READERS)
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
+            next_shared: std::sync::atomic::AtomicUsize::new(0),
             rt,
         };
         store.migrate()?;
@@ -172,13 +184,51 @@ impl PgStore {
         f: impl FnOnce(&dyn ReadTx) -> Result<R, E>,
     ) -> Result<R, E> {
         let conn = self.pool.get()?;
-        let tx = PgTx::new(&conn, BEGIN_READ);
+        let tx = PgTx::new(&conn, Some(BEGIN_READ));
         let r = f(&tx);
         let healthy = !tx.broken();
         if healthy {
             tx.end_read();
         }
         self.pool.put(conn, healthy);
+        r
+    }
+
+    /// A read of one statement, which is its own snapshot: no BEGIN or ROLLBACK around it.
+    pub fn read_one<R, E: From<StorageError>>(
+        &self,
+        f: impl FnOnce(&dyn ReadTx) -> Result<R, E>,
+    ) -> Result<R, E> {
+        use std::sync::atomic::Ordering;
+        let i = self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared.len();
+        let slot = &self.shared[i];
+        let conn = {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            match &*s {
+                Some(c) if !c.client.is_closed() => Arc::clone(c),
+                _ => {
+                    if let Some(old) = s.take() {
+                        if let Ok(c) = Arc::try_unwrap(old) {
+                            self.pool.put(c, false);
+                        } else {
+                            self.pool.forget();
+                        }
+                    }
+                    let c = Arc::new(self.pool.get()?);
+                    *s = Some(Arc::clone(&c));
+                    c
+                }
+            }
+        };
+        let tx = PgTx::new(&conn, None);
+        let r = f(&tx);
+        if tx.broken() {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if s.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+                *s = None;
+                self.pool.forget();
+            }
+        }
         r
     }
 
@@ -227,7 +277,7 @@ fn run_write<R, E: From<StorageError>>(
     loop {
         attempt += 1;
         let conn = pool.get()?;
-        let tx = PgTx::new(&conn, BEGIN_WRITE);
+        let tx = PgTx::new(&conn, Some(BEGIN_WRITE));
         let result = f(&tx);
         let outcome = match result {
             Ok(v) => match tx.commit() {

@@ -24,7 +24,8 @@ type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 pub struct PgTx<'c> {
     conn: &'c PgConn,
-    begin: &'static str,
+    /// `None`: one statement on its own, no transaction (see `PgStore::read_one`).
+    begin: Option<&'static str>,
     begun: Cell<bool>,
     /// A conditional write lost, or the database reported a serialization failure or deadlock.
     conflict: Cell<bool>,
@@ -32,10 +33,12 @@ pub struct PgTx<'c> {
     broken: Cell<bool>,
     /// A fact or a token changed: other nodes must reload (see `PgStore`'s generation).
     changed_shared: Cell<bool>,
+    /// The one statement of a read without a transaction has run.
+    single: Cell<bool>,
 }
 
 impl<'c> PgTx<'c> {
-    pub fn new(conn: &'c PgConn, begin: &'static str) -> Self {
+    pub fn new(conn: &'c PgConn, begin: Option<&'static str>) -> Self {
         Self {
             conn,
             begin,
@@ -43,6 +46,7 @@ impl<'c> PgTx<'c> {
             conflict: Cell::new(false),
             broken: Cell::new(false),
             changed_shared: Cell::new(false),
+            single: Cell::new(false),
         }
     }
 
@@ -65,6 +69,11 @@ impl<'c> PgTx<'c> {
     }
 
     fn query(&self, sql: &'static str, params: Params<'_>) -> StorageResult<Vec<Row>> {
+        if self.single.get() {
+            return Err(StorageError::Other(
+                "a second statement in a read without a transaction".into(),
+            ));
+        }
         let stmt = self.conn.statement(sql).inspect_err(|e| {
             if matches!(e, StorageError::Unavailable(_)) {
                 self.broken.set(true)
@@ -73,9 +82,13 @@ impl<'c> PgTx<'c> {
         let client = &self.conn.client;
         let result = if self.begun.get() {
             futures_executor::block_on(client.query(&stmt, params))
+        } else if self.begin.is_none() {
+            self.begun.set(true);
+            self.single.set(true);
+            futures_executor::block_on(client.query(&stmt, params))
         } else {
             let (b, r) = futures_executor::block_on(futures_util::future::join(
-                client.batch_execute(self.begin),
+                client.batch_execute(self.begin.unwrap_or("BEGIN")),
                 client.query(&stmt, params),
             ));
             b.map_err(|e| self.fail(e))?;
@@ -103,9 +116,11 @@ impl<'c> PgTx<'c> {
         let client = &self.conn.client;
         let result = if self.begun.get() {
             futures_executor::block_on(client.execute(&stmt, params))
+        } else if self.begin.is_none() {
+            return Err(StorageError::Other("a write outside a transaction".into()));
         } else {
             let (b, r) = futures_executor::block_on(futures_util::future::join(
-                client.batch_execute(self.begin),
+                client.batch_execute(self.begin.unwrap_or("BEGIN")),
                 client.execute(&stmt, params),
             ));
             b.map_err(|e| self.fail(e))?;
@@ -118,14 +133,14 @@ impl<'c> PgTx<'c> {
     /// Ends a read transaction without waiting: `ROLLBACK` is queued on the connection, ahead of its
     /// next use (a read-only transaction has nothing to commit).
     pub fn end_read(self) {
-        if self.begun.get() {
+        if self.begun.get() && self.begin.is_some() {
             let _ = self.conn.client.batch_execute("ROLLBACK").now_or_never();
         }
     }
 
     /// Commits a write transaction (bumping the generation in it when shared state changed).
     pub fn commit(&self) -> StorageResult<()> {
-        if !self.begun.get() {
+        if !self.begun.get() || self.begin.is_none() {
             return Ok(());
         }
         let client = &self.conn.client;
@@ -144,7 +159,7 @@ impl<'c> PgTx<'c> {
     }
 
     pub fn rollback(&self) {
-        if self.begun.get() && !self.broken.get() {
+        if self.begun.get() && self.begin.is_some() && !self.broken.get() {
             if let Err(e) = futures_executor::block_on(self.conn.client.batch_execute("ROLLBACK")) {
                 self.fail(e);
                 self.broken.set(true);
@@ -210,6 +225,37 @@ impl ReadTx for PgTx<'_> {
         )?
         .map(|r| sealed(&r, 0, 1))
         .transpose()
+    }
+
+    fn get_secret_and_latest(
+        &self,
+        mount_id: i64,
+        path: &str,
+    ) -> StorageResult<Option<(SealedRow, Option<(u64, VersionBlob)>)>> {
+        let Some(r) = self.opt(
+            "SELECT s.key_id, s.sealed, v.version, v.key_id, v.nonce, v.ciphertext
+             FROM secrets s LEFT JOIN LATERAL (
+                 SELECT version, key_id, nonce, ciphertext FROM versions
+                 WHERE mount_id = s.mount_id AND path = s.path ORDER BY version DESC LIMIT 1
+             ) v ON true
+             WHERE s.mount_id = $1 AND s.path = $2",
+            &[&mount_id, &path],
+        )?
+        else {
+            return Ok(None);
+        };
+        let latest = match get::<Option<i64>>(&r, 2)? {
+            None => None,
+            Some(n) => Some((
+                n as u64,
+                VersionBlob {
+                    key_id: key_id(get(&r, 3)?)?,
+                    nonce: get(&r, 4)?,
+                    ciphertext: get(&r, 5)?,
+                },
+            )),
+        };
+        Ok(Some((sealed(&r, 0, 1)?, latest)))
     }
 
     fn secrets_after(

@@ -74,6 +74,34 @@ impl ReadTx for SqliteTx<'_> {
             .optional()?)
     }
 
+    fn get_secret_and_latest(
+        &self,
+        mount_id: i64,
+        path: &str,
+    ) -> StorageResult<Option<(SealedRow, Option<(u64, VersionBlob)>)>> {
+        let Some(row) = self.get_secret(mount_id, path)? else {
+            return Ok(None);
+        };
+        let latest = self
+            .conn
+            .prepare_cached(
+                "SELECT version, key_id, nonce, ciphertext FROM versions
+                 WHERE mount_id = ?1 AND path = ?2 ORDER BY version DESC LIMIT 1",
+            )?
+            .query_row(params![mount_id, path], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    VersionBlob {
+                        key_id: sealed_row(r.get(1)?, Vec::new())?.key_id,
+                        nonce: r.get(2)?,
+                        ciphertext: r.get(3)?,
+                    },
+                ))
+            })
+            .optional()?;
+        Ok(Some((row, latest)))
+    }
+
     fn secrets_after(
         &self,
         mount_id: i64,
