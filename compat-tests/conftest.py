@@ -10,6 +10,14 @@ The same tests run against two targets, picked with COMPAT_TARGET:
 
 Both are started on a free loopback port with fresh in-memory state, in a
 throw-away working directory, and killed when the session ends.
+
+PostgreSQL mode (kvseal only): with ``KVSEAL_PG_URL`` set to a PostgreSQL URL
+(``postgres://USER@HOST:PORT/DB?sslmode=disable``) whose user may create
+databases, every kvseal dev server gets a new empty database of its own on that
+cluster (``CREATE DATABASE`` through ``psql``, ``$KVSEAL_PSQL`` or the one on
+PATH) and runs with ``--dev-postgresql-url`` pointing at it; the database is
+dropped when the server is. tests/compat_clients.rs runs the hvac KV v2, bao CLI
+and OKMS tests this way.
 """
 
 import json
@@ -20,6 +28,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 import uuid
 from typing import Any, NamedTuple
 
@@ -70,6 +79,44 @@ def bao_binary() -> str:
     return p
 
 
+PG_URL = os.environ.get("KVSEAL_PG_URL") or None
+if PG_URL and TARGET != "kvseal":
+    raise pytest.UsageError("KVSEAL_PG_URL is for COMPAT_TARGET=kvseal only")
+
+
+def _psql(url: str, sql: str) -> str:
+    """Runs one statement with psql on ``url``; raises with psql's message on failure."""
+    binary = os.environ.get("KVSEAL_PSQL") or shutil.which("psql")
+    if not binary:
+        raise RuntimeError("KVSEAL_PG_URL is set but psql is not found (set KVSEAL_PSQL)")
+    p = subprocess.run(
+        [binary, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
+    )
+    if p.returncode != 0:
+        raise RuntimeError(f"psql {sql!r} failed (rc={p.returncode}): {p.stderr.strip()}")
+    return p.stdout.strip()
+
+
+def _with_database(url: str, db: str) -> str:
+    """``url`` naming database ``db`` instead (user, host, port and query kept)."""
+    u = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, u.fragment))
+
+
+def new_pg_database() -> tuple[str, str]:
+    """Creates an empty database on KVSEAL_PG_URL's cluster; returns (name, URL)."""
+    assert PG_URL
+    db = "kvseal_compat_" + uuid.uuid4().hex[:12]
+    _psql(PG_URL, f"CREATE DATABASE {db}")
+    return db, _with_database(PG_URL, db)
+
+
+def drop_pg_database(db: str) -> None:
+    _psql(PG_URL, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -79,7 +126,7 @@ def _free_port() -> int:
 def pytest_report_header(config):
     return f"compat target: {TARGET}" + (
         f" (KVSEAL_BIN={os.environ.get('KVSEAL_BIN')})" if TARGET == "kvseal" else ""
-    )
+    ) + (" on PostgreSQL (a database per server)" if PG_URL else "")
 
 
 def pytest_configure(config):
@@ -97,6 +144,7 @@ def server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("server")
     port = _free_port()
     addr = f"http://127.0.0.1:{port}"
+    pg_db = None
     if TARGET == "kvseal":
         binary = os.environ.get("KVSEAL_BIN")
         if not binary or not os.path.exists(binary):
@@ -106,6 +154,12 @@ def server(tmp_path_factory):
             f"--dev-listen-address=127.0.0.1:{port}",
             f"--dev-okms-id={OKMS_ID}",
         ]
+        if PG_URL:
+            try:
+                pg_db, pg_url = new_pg_database()
+            except Exception as e:  # no database: the run fails, it is not skipped
+                pytest.exit(f"KVSEAL_PG_URL: cannot create a database: {e}", returncode=3)
+            cmd.append(f"--dev-postgresql-url={pg_url}")
     else:
         cmd = [
             bao_binary(), "server", "-dev", f"-dev-root-token-id={ROOT_TOKEN}",
@@ -171,6 +225,8 @@ def server(tmp_path_factory):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     log.close()
+    if pg_db:
+        drop_pg_database(pg_db)
 
 
 @pytest.fixture(scope="session")

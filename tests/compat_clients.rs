@@ -1,23 +1,29 @@
 //! Runs `compat-tests/` (hvac and the real `bao` CLI, in pytest) against the binary that this
-//! `cargo test` built, so that `cargo test` alone runs every test of the project.
+//! `cargo test` built, so that `cargo test` alone runs every test of the project: once in full on
+//! SQLite, and once (the hvac KV v2, bao CLI and OKMS tests) on PostgreSQL.
 //!
-//! Set `KVSEAL_SKIP_COMPAT=1` to leave it out (for a quick inner loop); CI never sets it.
+//! Set `KVSEAL_SKIP_COMPAT=1` to leave them out (for a quick inner loop); CI never sets it.
+
+mod common;
 
 use std::process::Command;
 
-#[test]
-fn hvac_and_bao_cli_against_the_real_binary() {
-    if std::env::var_os("KVSEAL_SKIP_COMPAT").is_some() {
-        eprintln!("KVSEAL_SKIP_COMPAT is set: compat-tests/ not run");
-        return;
-    }
+use common::pg::PgCluster;
+
+/// Runs compat-tests/run.sh with `env` and pytest arguments `args`; fails unless pytest passed
+/// and ran tests.
+fn run_compat(env: &[(&str, String)], args: &[&str]) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new("bash")
-        .arg(format!("{root}/compat-tests/run.sh"))
+    let mut cmd = Command::new("bash");
+    cmd.arg(format!("{root}/compat-tests/run.sh"))
+        .args(args)
         .env("KVSEAL_BIN", env!("CARGO_BIN_EXE_kvseal"))
         .env("COMPAT_TARGET", "kvseal")
-        .output()
-        .expect("running compat-tests/run.sh");
+        .env_remove("KVSEAL_PG_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running compat-tests/run.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
@@ -32,4 +38,60 @@ fn hvac_and_bao_cli_against_the_real_binary() {
         stdout.contains(" passed"),
         "pytest reported no passed tests"
     );
+}
+
+fn skipped() -> bool {
+    if std::env::var_os("KVSEAL_SKIP_COMPAT").is_some() {
+        eprintln!("KVSEAL_SKIP_COMPAT is set: compat-tests/ not run");
+        return true;
+    }
+    false
+}
+
+#[test]
+fn hvac_and_bao_cli_against_the_real_binary() {
+    if skipped() {
+        return;
+    }
+    run_compat(&[], &[]);
+}
+
+/// The client tests whose behaviour depends on the store: hvac's KV v2, the bao CLI and the OKMS
+/// API (files test_hvac_kv2_*, test_bao_cli_*, test_okms_*; the security files start config-mode
+/// servers of their own on SQLite, so they are left out). conftest.py gives every kvseal dev server
+/// a new database on this cluster (`--dev-postgresql-url`).
+#[test]
+fn hvac_bao_cli_and_okms_on_postgresql() {
+    if skipped() {
+        return;
+    }
+    let pg = PgCluster::start();
+    let xid = |pg: &PgCluster| -> u64 {
+        pg.psql_on(&pg.admin_url(), "SELECT txid_current()")
+            .parse()
+            .expect("txid_current")
+    };
+    let xid_before = xid(&pg);
+    run_compat(
+        &[
+            ("KVSEAL_PG_URL", pg.url()),
+            ("KVSEAL_PSQL", pg.psql_path().display().to_string()),
+        ],
+        &[
+            "-k",
+            "(test_hvac_kv2 or test_bao_cli or test_okms) and not test_security",
+        ],
+    );
+    // The tests wrote through this cluster (hundreds of transactions), not elsewhere.
+    let written = xid(&pg) - xid_before;
+    assert!(
+        written > 100,
+        "only {written} transactions on the PostgreSQL cluster: the servers did not use it"
+    );
+    // The server's database was dropped with it: only the cluster's own databases are left.
+    let left = pg.psql_on(
+        &pg.admin_url(),
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'kvseal_compat_%'",
+    );
+    assert_eq!(left, "0", "compat databases left behind");
 }

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod pg;
 pub mod pki;
 pub mod populate;
 
@@ -124,6 +125,8 @@ pub struct Server {
     listener_extra: String,
     /// Extra TOML tables appended to the config file (config mode).
     tables_extra: String,
+    /// The body of `[storage]` (config mode); `None`: SQLite in [`Server::storage_dir`].
+    storage: Option<String>,
 }
 
 impl Server {
@@ -158,6 +161,7 @@ impl Server {
             tls: None,
             listener_extra: String::new(),
             tables_extra: String::new(),
+            storage: None,
         })
     }
 
@@ -192,6 +196,7 @@ impl Server {
             tls: None,
             listener_extra: String::new(),
             tables_extra: String::new(),
+            storage: None,
         };
         s.spawn();
         s.wait_ready(&[200]);
@@ -218,6 +223,37 @@ impl Server {
         s
     }
 
+    /// A config-mode server whose `[storage]` table holds `storage` (e.g. `type = "postgresql"` and
+    /// its `connection_url`), with `tables_extra` appended to the config file. With `key_from`, that
+    /// seal key file is copied to this server's key path before the first start (nodes sharing one
+    /// seal). Waits until health answers one of `accept`.
+    pub fn config_mode_storage(
+        storage: &str,
+        tables_extra: &str,
+        key_from: Option<&Path>,
+        accept: &[u16],
+    ) -> Server {
+        let tmp = tempfile::Builder::new()
+            .prefix("kvseal-cfg-")
+            .tempdir()
+            .expect("tempdir");
+        let mut s = Server::config_in(tmp, None);
+        s.storage = Some(storage.to_string());
+        s.tables_extra = tables_extra.to_string();
+        if let Some(src) = key_from {
+            fs::copy(src, s.key_file()).unwrap_or_else(|e| {
+                panic!(
+                    "copying the seal key file {} to {}: {e}",
+                    src.display(),
+                    s.key_file().display()
+                )
+            });
+        }
+        s.spawn();
+        s.wait_ready(accept);
+        s
+    }
+
     /// A config-mode server (not yet spawned) whose files live in `tmp`.
     fn config_in(tmp: TempDir, tls: Option<TlsConfig>) -> Server {
         let dir = tmp.path().to_path_buf();
@@ -237,6 +273,7 @@ impl Server {
             tls,
             listener_extra: String::new(),
             tables_extra: String::new(),
+            storage: None,
         }
     }
 
@@ -287,12 +324,15 @@ impl Server {
             Some(t) => (t.listener.as_str(), t.tables.as_str()),
             None => ("tls_disable = true", ""),
         };
+        let storage = match &self.storage {
+            Some(s) => s.clone(),
+            None => format!("path = \"{}\"", self.storage_dir().display()),
+        };
         let cfg = format!(
             "[listener]\naddress = \"127.0.0.1:{port}\"\n{listener}\n{}\n\n\
-             [storage]\npath = \"{}\"\n\n\
+             [storage]\n{storage}\n\n\
              [seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n{tables}\n{}\n",
             self.listener_extra,
-            self.storage_dir().display(),
             self.key_file().display(),
             self.tables_extra
         );
