@@ -191,6 +191,7 @@ impl Engine {
             return acl;
         }
         let generation = self.mem.acl_cache.generation();
+        self.catch_up_policies(names);
         let acl = {
             let cache = self.mem.policies.read().unwrap_or_else(|p| p.into_inner());
             let set: Vec<Policy> = names
@@ -201,6 +202,32 @@ impl Engine {
         };
         self.mem.acl_cache.insert_if(generation, key, acl.clone());
         acl
+    }
+
+    /// On a shared store, a policy name this node does not know may be one another node wrote since
+    /// the last poll (`vault policy write` on one node, then a token using it on another): the
+    /// policies are read again before the ACL is built. At most once per set of names between two
+    /// changes, since the ACL built is cached.
+    fn catch_up_policies(&self, names: &[String]) {
+        if !self.store.is_shared() {
+            return;
+        }
+        let unknown = {
+            let cache = self.mem.policies.read().unwrap_or_else(|p| p.into_inner());
+            names
+                .iter()
+                .any(|n| !cache.parsed.contains_key(n) && !cache.broken.contains(n))
+        };
+        if !unknown {
+            return;
+        }
+        let loaded = self
+            .keyring()
+            .and_then(|keyring| self.store.read(|tx| load_cache(tx, &keyring)));
+        match loaded {
+            Ok(cache) => *self.mem.policies.write().unwrap_or_else(|p| p.into_inner()) = cache,
+            Err(e) => tracing::warn!(error = %e, "reading the policies again failed"),
+        }
     }
 
     /// Whether any of `names` is a stored policy that could not be loaded: a token holding one is
