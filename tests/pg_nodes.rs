@@ -620,6 +620,45 @@ fn after_rotate_on_a_b_reads_secrets_from_before_and_after() {
     assert_eq!(r.json["data"]["data"], json!({"t": "from B"}), "{}", r.text);
 }
 
+/// B does not wait for its next poll: a record sealed under a key B has not loaded makes B read the
+/// stored keyring again, once, before it answers.
+#[test]
+fn a_secret_sealed_after_rotate_on_a_reads_on_b_at_once() {
+    let n = two_nodes();
+    let (a, b) = (n.a.http(), n.b.http());
+    let key = format!("rot-now-{}", uid());
+    expect(&a, "PUT", "sys/rotate", Some(&json!({})), 204);
+    a.put_secret("secret", &key, &json!({"t": "new key"}));
+    let r = expect(&b, "GET", &format!("secret/data/{key}"), None, 200);
+    assert_eq!(
+        r.json["data"]["data"],
+        json!({"t": "new key"}),
+        "{}",
+        r.text
+    );
+}
+
+/// `vault policy write` on A, then a token of that policy used on B at once: B reads the policies
+/// again when a token names one it does not know.
+#[test]
+fn a_policy_written_on_a_grants_on_b_at_once() {
+    let n = two_nodes();
+    let a = n.a.http();
+    let key = format!("pol-now-{}", uid());
+    a.put_secret("secret", &key, &json!({"k": "v"}));
+    let pol = format!("read-now-{}", uid());
+    expect(
+        &a,
+        "PUT",
+        &format!("sys/policies/acl/{pol}"),
+        Some(&json!({"policy": "path \"secret/data/*\" { capabilities = [\"read\"] }"})),
+        204,
+    );
+    let token = token_with(&a, &[&pol]);
+    let on_b = Http::new(&n.b.addr, &token);
+    expect(&on_b, "GET", &format!("secret/data/{key}"), None, 200);
+}
+
 #[test]
 fn key_status_term_on_b_matches_a_within_1s_of_rotate() {
     let n = two_nodes();
