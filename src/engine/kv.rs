@@ -16,7 +16,6 @@ use super::model::{
     ListPage, MetaUpdate, Mount, PatchOutcome, PutOutcome, PutSecret, SecretMeta, SecretRecord,
     VersionMeta, VersionOp, VersionRead, VersionState, WriteOutcome,
 };
-use super::mounts::mount_in;
 use super::path::{FolderPath, SecretPath};
 use super::Engine;
 use crate::crypto::{version_aad, Keyring};
@@ -136,11 +135,34 @@ pub(super) fn load_secret(
     mount_id: i64,
     path: &str,
 ) -> EngineResult<Option<Stored>> {
-    let Some(row) = tx.get_secret(mount_id, path)? else {
+    open_stored(keyring, mount_id, path, tx.get_secret(mount_id, path)?)
+}
+
+/// Opens a key's record read by the caller.
+fn open_stored(
+    keyring: &Keyring,
+    mount_id: i64,
+    path: &str,
+    row: Option<SealedRow>,
+) -> EngineResult<Option<Stored>> {
+    let Some(row) = row else {
         return Ok(None);
     };
     let rec = open_secret(keyring, mount_id, path, &row)?;
     Ok(Some((row, rec)))
+}
+
+/// The mount (as the transaction sees it) and the key's stored record: one statement on PostgreSQL.
+fn mount_and_secret(
+    tx: &dyn ReadTx,
+    keyring: &Keyring,
+    cache: &super::mounts::TableCache,
+    mount_id: i64,
+    path: &str,
+) -> EngineResult<(Mount, Option<Stored>)> {
+    let (raw, row) = tx.get_fact_and_secret(super::mounts::MOUNTS_DOC, mount_id, path)?;
+    let mount = super::mounts::mount_from(raw, keyring, cache, mount_id)?;
+    Ok((mount, open_stored(keyring, mount_id, path, row)?))
 }
 
 /// Checks that a key's sealed record opens where it was found, without decoding it.
@@ -490,8 +512,8 @@ impl Engine {
         let cache = Arc::clone(&self.mount_cache);
         self.store
             .write(move |tx| {
-                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
-                let existing = load_secret(tx, &keyring, mount_id, path.as_str())?;
+                let (mount, existing) =
+                    mount_and_secret(tx, &keyring, &cache, mount_id, path.as_str())?;
                 if req.create_only && existing.is_some() {
                     return Err(EngineError::AlreadyExists);
                 }
@@ -547,9 +569,9 @@ impl Engine {
         let cache = Arc::clone(&self.mount_cache);
         self.store
             .write(move |tx| {
-                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
-                let Some((old, mut rec)) = load_secret(tx, &keyring, mount_id, path.as_str())?
-                else {
+                let (mount, existing) =
+                    mount_and_secret(tx, &keyring, &cache, mount_id, path.as_str())?;
+                let Some((old, mut rec)) = existing else {
                     return Ok(PatchOutcome::Missing);
                 };
                 check_cas(
@@ -623,9 +645,9 @@ impl Engine {
         let cache = Arc::clone(&self.mount_cache);
         self.store
             .write(move |tx| {
-                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
-                let Some((old, mut rec)) = load_secret(tx, &keyring, mount_id, path.as_str())?
-                else {
+                let (mount, existing) =
+                    mount_and_secret(tx, &keyring, &cache, mount_id, path.as_str())?;
+                let Some((old, mut rec)) = existing else {
                     return Ok(());
                 };
                 let key_dva = rec.meta.delete_version_after;
@@ -672,8 +694,8 @@ impl Engine {
         let cache = Arc::clone(&self.mount_cache);
         self.store
             .write(move |tx| {
-                let mount = mount_in(tx, &keyring, &cache, mount_id)?;
-                let existing = load_secret(tx, &keyring, mount_id, path.as_str())?;
+                let (mount, existing) =
+                    mount_and_secret(tx, &keyring, &cache, mount_id, path.as_str())?;
                 let (old, mut rec) = stored_or_new(existing, now);
                 apply_meta_update(&mut rec.meta, update.clone());
                 save_secret(tx, &keyring, mount_id, path.as_str(), old.as_ref(), &rec)?;

@@ -116,9 +116,17 @@ pub(super) fn mount_in(
     cache: &TableCache,
     id: i64,
 ) -> EngineResult<Mount> {
-    let raw = tx
-        .get_fact(MOUNTS_DOC)?
-        .ok_or_else(|| barrier::missing_doc(MOUNTS_DOC))?;
+    mount_from(tx.get_fact(MOUNTS_DOC)?, keyring, cache, id)
+}
+
+/// [`mount_in`] from the mount table's stored bytes, read by the caller.
+pub(super) fn mount_from(
+    raw: Option<Vec<u8>>,
+    keyring: &Keyring,
+    cache: &TableCache,
+    id: i64,
+) -> EngineResult<Mount> {
+    let raw = raw.ok_or_else(|| barrier::missing_doc(MOUNTS_DOC))?;
     let find = |t: &MountTable| {
         t.mounts
             .iter()

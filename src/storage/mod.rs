@@ -43,6 +43,14 @@ pub trait ReadTx {
 
     /// A key's sealed metadata record.
     fn get_secret(&self, mount_id: i64, path: &str) -> StorageResult<Option<SealedRow>>;
+    /// A fact and a key's sealed record, in one statement where the backend can: a KV write reads the
+    /// mount table and the key it changes.
+    fn get_fact_and_secret(
+        &self,
+        key: &str,
+        mount_id: i64,
+        path: &str,
+    ) -> StorageResult<(Option<Vec<u8>>, Option<SealedRow>)>;
     /// A key's record with its newest stored version (number and sealed data), in one statement
     /// where the backend can: the read of a secret's current version, the hottest request.
     #[allow(clippy::type_complexity)]

@@ -189,6 +189,8 @@ impl PgStore {
         let healthy = !tx.broken();
         if healthy {
             tx.end_read();
+        } else {
+            drop(tx);
         }
         self.pool.put(conn, healthy);
         r
@@ -291,6 +293,8 @@ fn run_write<R, E: From<StorageError>>(
         };
         let retry = outcome.is_err() && tx.conflicted() && attempt < MAX_ATTEMPTS;
         let healthy = !tx.broken();
+        // Unanswered writes (a rolled-back transaction's) go before the connection does.
+        drop(tx);
         pool.put(conn, healthy);
         if !retry {
             return outcome;

@@ -6,7 +6,9 @@
 //! (check-and-set, token uses, create-only, the mount table) is a conditional write that reports
 //! `Conflict` when it lost, and the store reruns the whole transaction (see `PgStore::write`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 
 use futures_util::FutureExt;
 use tokio_postgres::types::ToSql;
@@ -21,6 +23,10 @@ pub const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 pub const BEGIN_WRITE: &str = "BEGIN";
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+/// A statement's parameters owned by the statement's future (see `PgTx::defer`).
+type Owned = Vec<Box<dyn ToSql + Sync + Send>>;
+/// A statement sent whose answer is read later.
+type Pending<'c> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + 'c>>;
 
 pub struct PgTx<'c> {
     conn: &'c PgConn,
@@ -35,6 +41,8 @@ pub struct PgTx<'c> {
     changed_shared: Cell<bool>,
     /// The one statement of a read without a transaction has run.
     single: Cell<bool>,
+    /// Writes sent but not yet answered (see `defer`).
+    pending: RefCell<Vec<Pending<'c>>>,
 }
 
 impl<'c> PgTx<'c> {
@@ -47,6 +55,7 @@ impl<'c> PgTx<'c> {
             broken: Cell::new(false),
             changed_shared: Cell::new(false),
             single: Cell::new(false),
+            pending: RefCell::new(Vec::new()),
         }
     }
 
@@ -81,7 +90,7 @@ impl<'c> PgTx<'c> {
         })?;
         let client = &self.conn.client;
         let result = if self.begun.get() {
-            futures_executor::block_on(client.query(&stmt, params))
+            self.after_pending(client.query(&stmt, params))?
         } else if self.begin.is_none() {
             self.begun.set(true);
             self.single.set(true);
@@ -115,7 +124,7 @@ impl<'c> PgTx<'c> {
         })?;
         let client = &self.conn.client;
         let result = if self.begun.get() {
-            futures_executor::block_on(client.execute(&stmt, params))
+            self.after_pending(client.execute(&stmt, params))?
         } else if self.begin.is_none() {
             return Err(StorageError::Other("a write outside a transaction".into()));
         } else {
@@ -128,6 +137,63 @@ impl<'c> PgTx<'c> {
             r
         };
         result.map_err(|e| self.fail(e))
+    }
+
+    /// Waits for `next`, sent after the writes still pending, and for those: one round trip for all.
+    /// A pending write that failed is the error (the transaction is aborted, so `next` failed too).
+    fn after_pending<T>(
+        &self,
+        next: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> StorageResult<Result<T, tokio_postgres::Error>> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.is_empty() {
+            return Ok(futures_executor::block_on(next));
+        }
+        let (done, r) = futures_executor::block_on(futures_util::future::join(
+            futures_util::future::join_all(pending),
+            next,
+        ));
+        for d in done {
+            d.map_err(|e| self.fail(e))?;
+        }
+        Ok(r)
+    }
+
+    /// Sends a write whose answer nobody needs at once (a version row inserted, replaced or
+    /// deleted), and reads its answer with the next statement or the commit: the writes of a KV
+    /// write go out together instead of one round trip each. Its outcome still decides the
+    /// transaction (an error aborts it, and `commit` reports it).
+    fn defer(&self, sql: &'static str, params: Owned) -> StorageResult<()> {
+        if !self.begun.get() || self.begin.is_none() {
+            let refs: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            return self.exec(sql, &refs).map(|_| ());
+        }
+        let stmt = self.conn.statement(sql).inspect_err(|e| {
+            if matches!(e, StorageError::Unavailable(_)) {
+                self.broken.set(true)
+            }
+        })?;
+        let client = &self.conn.client;
+        let mut fut: Pending<'c> = Box::pin(async move {
+            let refs: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            client.execute(&stmt, &refs).await
+        });
+        // The first poll encodes the statement and queues it on the connection.
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => r.map(|_| ()).map_err(|e| self.fail(e)),
+            std::task::Poll::Pending => {
+                self.pending.borrow_mut().push(fut);
+                Ok(())
+            }
+        }
     }
 
     /// Ends a read transaction without waiting: `ROLLBACK` is queued on the connection, ahead of its
@@ -144,12 +210,19 @@ impl<'c> PgTx<'c> {
             return Ok(());
         }
         let client = &self.conn.client;
-        let r = if self.changed_shared.get() {
-            futures_executor::block_on(client.batch_execute(
-                "UPDATE kvseal_info SET value = value + 1 WHERE key = 'generation'; COMMIT",
-            ))
+        let sql = if self.changed_shared.get() {
+            "UPDATE kvseal_info SET value = value + 1 WHERE key = 'generation'; COMMIT"
         } else {
-            futures_executor::block_on(client.batch_execute("COMMIT"))
+            "COMMIT"
+        };
+        // A pending write that failed aborted the transaction, and PostgreSQL answers COMMIT of an
+        // aborted transaction with a rollback, not an error: its error is the outcome.
+        let r = match self.after_pending(client.batch_execute(sql)) {
+            Ok(r) => r,
+            Err(e) => {
+                self.broken.set(true);
+                return Err(e);
+            }
         };
         r.map_err(|e| {
             // An unanswered COMMIT may or may not have taken effect: the connection goes.
@@ -225,6 +298,29 @@ impl ReadTx for PgTx<'_> {
         )?
         .map(|r| sealed(&r, 0, 1))
         .transpose()
+    }
+
+    fn get_fact_and_secret(
+        &self,
+        key: &str,
+        mount_id: i64,
+        path: &str,
+    ) -> StorageResult<(Option<Vec<u8>>, Option<SealedRow>)> {
+        let rows = self.query(
+            "SELECT (SELECT value FROM kvseal_meta WHERE key = $1), s.key_id, s.sealed
+             FROM (SELECT 1) AS one
+             LEFT JOIN secrets s ON s.mount_id = $2 AND s.path = $3",
+            &[&key, &mount_id, &path],
+        )?;
+        let [r] = rows.as_slice() else {
+            return Err(StorageError::Corrupt("a key matched several rows".into()));
+        };
+        let fact: Option<Vec<u8>> = get(r, 0)?;
+        let secret = match get::<Option<i64>>(r, 1)? {
+            None => None,
+            Some(_) => Some(sealed(r, 1, 2)?),
+        };
+        Ok((fact, secret))
     }
 
     fn get_secret_and_latest(
@@ -539,32 +635,44 @@ impl WriteTx for PgTx<'_> {
         blob: &VersionBlob,
     ) -> StorageResult<()> {
         let (version, k) = (version_i64(version)?, i64::from(blob.key_id));
-        self.exec(
+        self.defer(
             "INSERT INTO versions (mount_id, path, version, key_id, nonce, ciphertext)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (mount_id, path, version) DO UPDATE
              SET key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext",
-            &[&mount_id, &path, &version, &k, &blob.nonce, &blob.ciphertext],
-        )?;
-        Ok(())
+            vec![
+                Box::new(mount_id),
+                Box::new(path.to_string()),
+                Box::new(version),
+                Box::new(k),
+                Box::new(blob.nonce.clone()),
+                Box::new(blob.ciphertext.clone()),
+            ],
+        )
     }
 
     fn delete_version(&self, mount_id: i64, path: &str, version: u64) -> StorageResult<()> {
         let version = version_i64(version)?;
-        self.exec(
+        self.defer(
             "DELETE FROM versions WHERE mount_id = $1 AND path = $2 AND version = $3",
-            &[&mount_id, &path, &version],
-        )?;
-        Ok(())
+            vec![
+                Box::new(mount_id),
+                Box::new(path.to_string()),
+                Box::new(version),
+            ],
+        )
     }
 
     fn delete_versions_upto(&self, mount_id: i64, path: &str, upto: u64) -> StorageResult<()> {
         let upto = version_i64(upto)?;
-        self.exec(
+        self.defer(
             "DELETE FROM versions WHERE mount_id = $1 AND path = $2 AND version <= $3",
-            &[&mount_id, &path, &upto],
-        )?;
-        Ok(())
+            vec![
+                Box::new(mount_id),
+                Box::new(path.to_string()),
+                Box::new(upto),
+            ],
+        )
     }
 
     fn replace_version_blob(

@@ -74,6 +74,15 @@ impl ReadTx for SqliteTx<'_> {
             .optional()?)
     }
 
+    fn get_fact_and_secret(
+        &self,
+        key: &str,
+        mount_id: i64,
+        path: &str,
+    ) -> StorageResult<(Option<Vec<u8>>, Option<SealedRow>)> {
+        Ok((self.get_fact(key)?, self.get_secret(mount_id, path)?))
+    }
+
     fn get_secret_and_latest(
         &self,
         mount_id: i64,
