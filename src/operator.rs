@@ -1,4 +1,4 @@
-//! `kvseal operator backup` and `restore`: tools on a configured store.
+//! `kvseal operator backup`, `restore` and `migrate`: tools on a configured store.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use crate::config::{Config, SealType, StorageType};
 use crate::crypto::{decode_key_text, read_key_file, read_secret_into};
 use crate::engine::backup::{self, RestoreKey, SNAPSHOT_DB_NAME};
-use crate::storage::{create_private_dir, lock_dir, snapshot, Durability, Store};
+use crate::storage::{copy, create_private_dir, lock_dir, snapshot, Durability, Store};
 
 /// The connections a tool opens to a PostgreSQL store (it reads or writes one transaction at a time).
 const TOOL_CONNECTIONS: usize = 2;
@@ -132,6 +132,68 @@ fn restore_postgres(cfg: &Config, input: &Path, key: &RestoreKey) -> Result<(), 
     Ok(())
 }
 
+/// Copies every row of the store `from_config` names into the empty store `to_config` names
+/// (`vault operator migrate`), SQLite or PostgreSQL either way, with progress on standard output,
+/// then verifies the copy against the source. The rows are copied sealed as they are: the target
+/// is opened by the same seal key, which the operator carries over (the key file, or the unseal
+/// keys); the hint printed at the end says how.
+///
+/// A SQLite source must not be in use (its lock refuses a running server); a PostgreSQL source may
+/// keep serving, and the copy is the store as it was when the copy began (one read transaction).
+pub fn migrate(from_config: &Path, to_config: &Path) -> Result<(), String> {
+    let from = Config::load(from_config)?;
+    let to = Config::load(to_config)?;
+    if same_store(&from, &to) {
+        return Err("the two configurations name the same store".into());
+    }
+    if from.seal.kind != to.seal.kind {
+        return Err(format!(
+            "the source configuration has the {} seal and the target's the {} seal: the rows are \
+             copied sealed as they are, so the target must have the same seal",
+            seal_name(from.seal.kind),
+            seal_name(to.seal.kind)
+        ));
+    }
+    if from.storage.kind == StorageType::Sqlite {
+        // Opening a SQLite store creates it (a mistyped path must not become an empty store), and
+        // opening a schema-1 one copies it aside: both are looked at first.
+        let db = from.storage.path.join("kvseal.db");
+        if !db.exists() {
+            return Err(format!(
+                "source: {}: no kvseal database here",
+                from.storage.path.display()
+            ));
+        }
+        if snapshot::schema_version(&db).map_err(|e| format!("source: {e}"))? == 1 {
+            return Err(format!(
+                "source: {}: a schema-1 store; start kvseal on it once (its records are sealed at \
+                 the first unseal), then migrate it",
+                from.storage.path.display()
+            ));
+        }
+    }
+    let source = open_store(&from).map_err(|e| format!("source: {e}"))?;
+    let target = open_store(&to).map_err(|e| format!("target: {e}"))?;
+    let (src, dst) = (source.describe(), target.describe());
+    println!("Copying {src} into {dst}");
+    let sums = copy::migrate(&source, &target, &mut |table, done, total| {
+        println!("{}: {done}/{total}", table.name())
+    })
+    .map_err(|e| format!("copying {src} into {dst}: {e}"))?;
+    let counts: Vec<String> = sums
+        .iter()
+        .map(|s| format!("{} {}", s.table.name(), s.rows))
+        .collect();
+    println!(
+        "Verified: the target holds every row of the source, byte for byte ({}).",
+        counts.join(", ")
+    );
+    for line in seal_hint(&from, &to) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// Opens the store a configuration names, for a tool: SQLite takes the directory's lock (refused
 /// while a server holds it), and writes with full durability whatever the configuration says.
 fn open_store(cfg: &Config) -> Result<Store, String> {
@@ -153,6 +215,72 @@ fn open_store(cfg: &Config) -> Result<Store, String> {
             Store::open_postgres(url, TOOL_CONNECTIONS).map_err(|e| e.to_string())
         }
     }
+}
+
+/// Whether two configurations name the same store (the same directory, or the same URL).
+fn same_store(a: &Config, b: &Config) -> bool {
+    let dir = |c: &Config| {
+        std::fs::canonicalize(&c.storage.path).unwrap_or_else(|_| c.storage.path.clone())
+    };
+    match (a.storage.kind, b.storage.kind) {
+        (StorageType::Sqlite, StorageType::Sqlite) => dir(a) == dir(b),
+        (StorageType::Postgresql, StorageType::Postgresql) => {
+            a.storage.connection_url == b.storage.connection_url
+        }
+        _ => false,
+    }
+}
+
+fn seal_name(kind: SealType) -> &'static str {
+    match kind {
+        SealType::File => "file",
+        SealType::Shamir => "shamir",
+    }
+}
+
+/// What the operator does next about the seal key, which a migration does not change.
+fn seal_hint(from: &Config, to: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    match (&from.seal.key_file, &to.seal.key_file) {
+        (Some(a), Some(b)) if a == b => lines.push(format!(
+            "The seal key is unchanged: both configurations use the key file {}.",
+            a.display()
+        )),
+        (Some(a), Some(b)) => {
+            let read = |p: &Path| std::fs::read(p).ok().map(Zeroizing::new);
+            lines.push(match (read(a), read(b)) {
+                (Some(ka), Some(kb)) if ka == kb => format!(
+                    "The seal key is unchanged: the target's key file {} holds the same key as {}.",
+                    b.display(),
+                    a.display()
+                ),
+                (_, Some(_)) => format!(
+                    "Warning: the target's key file {} holds another key than {}, which sealed \
+                     the copied rows: replace it with {} before starting kvseal on the target.",
+                    b.display(),
+                    a.display(),
+                    a.display()
+                ),
+                _ => format!(
+                    "The seal key is unchanged: copy the key file {} to {} (mode 0600) before \
+                     starting kvseal on the target; a new key would open nothing.",
+                    a.display(),
+                    b.display()
+                ),
+            });
+        }
+        _ => lines.push(
+            "The seal is unchanged: unseal the target with the source store's unseal keys.".into(),
+        ),
+    }
+    if to.storage.kind == StorageType::Postgresql {
+        lines.push(
+            "Nodes on the target database see the copied store within a second (the copy moved \
+             its change generation); each node needs the same seal key."
+                .into(),
+        );
+    }
+    lines
 }
 
 /// The key a backup is verified with: the configured key file (file seal), or the unseal keys
