@@ -43,6 +43,17 @@ enum OperatorCommand {
         unseal_keys_stdin: bool,
         file: PathBuf,
     },
+    /// Copy every row of one store into another, empty one, SQLite or PostgreSQL either way (as
+    /// `vault operator migrate`), then verify the copy. The rows stay sealed: the target needs the
+    /// same seal key (copy the key file, or keep the unseal keys).
+    Migrate {
+        /// The configuration naming the store to copy (its `[storage]` and `[seal]` are used).
+        #[arg(long)]
+        from_config: PathBuf,
+        /// The configuration naming the empty store to copy into.
+        #[arg(long)]
+        to_config: PathBuf,
+    },
 }
 
 /// `kvseal operator restore`, reading the unseal keys from standard input when asked to: from a
@@ -104,6 +115,10 @@ fn main() -> ExitCode {
                     unseal_keys_stdin,
                     file,
                 } => restore(&config, &file, unseal_keys_stdin),
+                OperatorCommand::Migrate {
+                    from_config,
+                    to_config,
+                } => kvseal::operator::migrate(&from_config, &to_config),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

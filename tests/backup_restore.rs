@@ -254,3 +254,158 @@ fn backup_under_load_restores_every_acknowledged_write() {
     );
     eprintln!("checked {n1} writes from the API snapshot and {n2} from the operator backup");
 }
+
+/// A configuration on a PostgreSQL store (file seal, key file `<dir>/root.key`).
+fn pg_config(dir: &Path, url: &str, port: u16) -> PathBuf {
+    let cfg = dir.join(format!("pg-{port}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listener]\naddress = \"127.0.0.1:{port}\"\ntls_disable = true\n\
+             [storage]\ntype = \"postgresql\"\nconnection_url = \"{url}\"\n\
+             [seal]\ntype = \"file\"\nkey_file = \"{}\"\n[log]\nlevel = \"warn\"\n",
+            dir.join("root.key").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Starts a node on a new PostgreSQL store and initialises it; returns it with its root token.
+fn pg_node(dir: &Path, url: &str) -> (Proc, PathBuf, Http) {
+    let port = free_port();
+    let cfg = pg_config(dir, url, port);
+    let proc = Proc(
+        Command::new(BIN)
+            .args(["server", "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let host = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while common::raw_get_status(&host, "/v1/sys/health") != Some(501) {
+        assert!(
+            Instant::now() < deadline,
+            "the node on PostgreSQL did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = format!("http://{host}");
+    let r = Http::new(&base, "").request(
+        "PUT",
+        "sys/init",
+        Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
+    );
+    assert_eq!(r.status, 200, "sys/init: {}", r.text);
+    let token = r.json["root_token"].as_str().unwrap().to_string();
+    while common::raw_get_status(&host, "/v1/sys/health") != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the node on PostgreSQL did not unseal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (proc, cfg, Http::new(&base, &token))
+}
+
+/// `v` of the latest version of `secret/<key>`, or the status when it is not 200.
+fn latest(http: &Http, key: &str) -> Result<String, u16> {
+    let r = http.get(&format!("secret/data/{key}"));
+    match r.status {
+        200 => Ok(r.json["data"]["data"]["v"].as_str().unwrap().to_string()),
+        s => Err(s),
+    }
+}
+
+#[test]
+fn a_postgresql_backup_restores_into_its_store_while_a_node_serves_it() {
+    let pg = common::pg::PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, cfg, http) = pg_node(dir.path(), &pg.url());
+    http.put_secret("secret", "kept", &json!({"v": "1"}));
+    http.put_secret("secret", "changed", &json!({"v": "1"}));
+
+    let backup = dir.path().join("pg.db");
+    let (ok, text) = operator(&[
+        "backup",
+        "--config",
+        cfg.to_str().unwrap(),
+        backup.to_str().unwrap(),
+    ]);
+    assert!(ok, "backup failed: {text}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&backup).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    assert!(
+        std::fs::read(&backup)
+            .unwrap()
+            .starts_with(b"SQLite format 3\0"),
+        "a backup is a SQLite database file whichever the backend"
+    );
+
+    http.put_secret("secret", "changed", &json!({"v": "2"}));
+    http.put_secret("secret", "added", &json!({"v": "1"}));
+    let (ok, text) = operator(&[
+        "restore",
+        "--config",
+        cfg.to_str().unwrap(),
+        backup.to_str().unwrap(),
+    ]);
+    assert!(ok, "restore failed: {text}");
+
+    // The restore is a change of the shared store like another node's: in force within 1 s.
+    let want = [
+        ("kept", Ok("1".to_string())),
+        ("changed", Ok("1".to_string())),
+        ("added", Err(404)),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let got: Vec<_> = want.iter().map(|(k, _)| (*k, latest(&http, k))).collect();
+        if got.iter().zip(&want).all(|(g, w)| g.1 == w.1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not restored after 1 s: {got:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let meta = http.get("secret/metadata/changed");
+    assert_eq!(meta.status, 200, "{}", meta.text);
+    assert_eq!(meta.json["data"]["current_version"], 1);
+}
+
+#[test]
+fn a_postgresql_restore_refuses_a_backup_of_another_store_and_changes_nothing() {
+    let pg = common::pg::PgCluster::start();
+    let (mine, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, cfg, http) = pg_node(mine.path(), &pg.url());
+    http.put_secret("secret", "mine", &json!({"v": "1"}));
+    let (_b, other_cfg, other_http) = pg_node(other.path(), &pg.new_database());
+    other_http.put_secret("secret", "theirs", &json!({"v": "1"}));
+    let foreign = other.path().join("other.db");
+    let (ok, text) = operator(&[
+        "backup",
+        "--config",
+        other_cfg.to_str().unwrap(),
+        foreign.to_str().unwrap(),
+    ]);
+    assert!(ok, "backup failed: {text}");
+
+    let (ok, text) = operator(&[
+        "restore",
+        "--config",
+        cfg.to_str().unwrap(),
+        foreign.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && text.contains("refused") && text.contains("does not open the backup's root key"),
+        "a backup of another store must be refused: {text}"
+    );
+    assert_eq!(latest(&http, "mine"), Ok("1".to_string()));
+    assert_eq!(latest(&http, "theirs"), Err(404));
+}

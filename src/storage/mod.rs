@@ -14,6 +14,7 @@
 //! database). A write closure may run more than once on a backend with several writers (after a lost
 //! conditional write), so it is `FnMut` and must not act outside the transaction.
 
+pub mod copy;
 mod error;
 mod postgres;
 pub mod rows;
@@ -24,6 +25,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+pub use copy::{RawRow, Table};
 pub use error::{StorageError, StorageResult};
 pub use postgres::PgStore;
 pub use rows::{SealedRow, StaleVersion, TokenRecord, V1Dump, VersionBlob};
@@ -103,6 +105,27 @@ pub trait ReadTx {
     fn all_tokens(&self) -> StorageResult<Vec<TokenRecord>>;
     /// The tokens whose parent is `hash`.
     fn token_children(&self, hash: &[u8]) -> StorageResult<Vec<TokenRecord>>;
+
+    /// Rows of `table` after the row `after` (exclusive; `None`: from the first) in key order, at
+    /// most `limit`, as they lie: for copying the store to another backend (see `copy`). `after` is
+    /// the last row of the page before, so each page is one index range scan.
+    fn export_rows(
+        &self,
+        table: Table,
+        after: Option<&RawRow>,
+        limit: usize,
+    ) -> StorageResult<Vec<RawRow>>;
+    /// How many rows `table` holds.
+    fn count_rows(&self, table: Table) -> StorageResult<u64>;
+    /// Whether the store holds nothing: no fact and no row (a copy's target must be).
+    fn is_empty(&self) -> StorageResult<bool> {
+        for table in Table::ALL {
+            if !self.export_rows(table, None, 1)?.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// What a write transaction can do besides reading.
@@ -156,6 +179,12 @@ pub trait WriteTx: ReadTx {
     fn take_v1(&self) -> StorageResult<Option<V1Dump>>;
     /// Ends the migration begun by `take_v1`: drops the old tables and records the new version.
     fn finish_v1(&self) -> StorageResult<()>;
+
+    /// Inserts a row as it was exported from another store; `Conflict` if its key is taken.
+    fn import_row(&self, row: &RawRow) -> StorageResult<()>;
+    /// Deletes every fact and every row (a restore, which imports the backup's rows in the same
+    /// transaction).
+    fn delete_all(&self) -> StorageResult<()>;
 }
 
 /// The store: one of the backends.
@@ -208,14 +237,40 @@ impl Store {
     }
 
     /// Writes a consistent copy of the database to `target` (which must not exist) while the store
-    /// keeps serving.
+    /// keeps serving: a SQLite database file whichever the backend (a PostgreSQL store's rows are
+    /// copied into a new one from one read transaction), so that a snapshot restores into either.
     pub fn copy_to(&self, target: &Path) -> StorageResult<()> {
         match self {
             Store::Sqlite(s) => s.copy_to(target),
-            Store::Postgres(_) => Err(StorageError::Other(
-                "snapshots of a PostgreSQL store are not implemented yet".into(),
-            )),
+            Store::Postgres(p) => {
+                snapshot::new_file(target, |into| p.read(|from| copy::copy_all(from, into)))
+            }
         }
+    }
+
+    /// Replaces every row of the store with those of the SQLite database file `db` (a verified
+    /// backup of the current schema), in one write transaction: nodes sharing the store see the
+    /// whole backup or none of it, and reload once it has committed.
+    pub fn replace_from(&self, db: &Path) -> StorageResult<()> {
+        let version = snapshot::schema_version(db)?;
+        if version != sqlite::CURRENT_VERSION {
+            return Err(StorageError::Other(format!(
+                "{}: schema version {version}: only a backup of the current schema ({}) is \
+                 copied row for row",
+                db.display(),
+                sqlite::CURRENT_VERSION
+            )));
+        }
+        let db = db.to_path_buf();
+        self.write_blocking(move |into| {
+            into.delete_all()?;
+            snapshot::read_file(&db, |from| copy::copy_all(from, into))
+        })
+    }
+
+    /// Whether the store holds nothing (no fact, no row).
+    pub fn is_empty(&self) -> StorageResult<bool> {
+        self.read(|tx| tx.is_empty())
     }
 
     /// Whether the store still holds schema-1 records (migrated at the first unseal).

@@ -29,6 +29,51 @@ pub fn vacuum_into(db: &Path, target: &Path) -> StorageResult<()> {
     Ok(())
 }
 
+/// The SQLite schema (`sqlite/schema.sql`), for a database file written here from another backend.
+const SQLITE_SCHEMA: &str = include_str!("sqlite/schema.sql");
+
+/// Creates the SQLite database file `target` (which must not exist; mode 0600) with the current
+/// schema, and runs `fill` in one transaction on it: a PostgreSQL store's snapshot is its rows
+/// written into a file of the same schema as SQLite's own copy, so that the archive, its
+/// verification and a restore into either backend are the same. Nothing is left at `target` if
+/// `fill` fails.
+pub fn new_file<R>(
+    target: &Path,
+    fill: impl FnOnce(&dyn super::WriteTx) -> StorageResult<R>,
+) -> StorageResult<R> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(target)
+        .map_err(|e| StorageError::Other(format!("{}: {e}", target.display())))?;
+    let result = (|| {
+        let conn = Connection::open_with_flags(
+            target,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.execute_batch(&format!(
+            "BEGIN; {SQLITE_SCHEMA}; PRAGMA user_version = {CURRENT_VERSION};"
+        ))?;
+        let r = fill(&super::sqlite::SqliteTx::new(&conn));
+        match r {
+            Ok(v) => {
+                conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(target);
+    }
+    result
+}
+
 /// Gives a file holding (encrypted) secrets mode 0600.
 pub fn restrict(path: &Path) -> StorageResult<()> {
     use std::os::unix::fs::PermissionsExt;

@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 use super::conn::PgConn;
 use crate::storage::error::{StorageError, StorageResult};
 use crate::storage::rows::{SealedRow, StaleVersion, TokenRecord, V1Dump, VersionBlob};
-use crate::storage::{ReadTx, WriteTx};
+use crate::storage::{RawRow, ReadTx, Table, WriteTx};
 
 pub const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 pub const BEGIN_WRITE: &str = "BEGIN";
@@ -263,6 +263,35 @@ fn token(r: &Row) -> StorageResult<TokenRecord> {
         accessor: get(r, 1)?,
         parent: get(r, 2)?,
         sealed: sealed(r, 3, 4)?,
+    })
+}
+
+fn export_row(table: Table, r: &Row) -> StorageResult<RawRow> {
+    Ok(match table {
+        Table::Facts => RawRow::Fact {
+            key: get(r, 0)?,
+            value: get(r, 1)?,
+        },
+        Table::Secrets => RawRow::Secret {
+            mount_id: get(r, 0)?,
+            path: get(r, 1)?,
+            row: sealed(r, 2, 3)?,
+        },
+        Table::Versions => {
+            let version: i64 = get(r, 2)?;
+            RawRow::Version {
+                mount_id: get(r, 0)?,
+                path: get(r, 1)?,
+                version: u64::try_from(version)
+                    .map_err(|_| StorageError::Corrupt(format!("version {version}")))?,
+                blob: VersionBlob {
+                    key_id: key_id(get(r, 3)?)?,
+                    nonce: get(r, 4)?,
+                    ciphertext: get(r, 5)?,
+                },
+            }
+        }
+        Table::Tokens => RawRow::Token(token(r)?),
     })
 }
 
@@ -553,6 +582,84 @@ impl ReadTx for PgTx<'_> {
         .map(token)
         .collect()
     }
+
+    fn export_rows(
+        &self,
+        table: Table,
+        after: Option<&RawRow>,
+        limit: usize,
+    ) -> StorageResult<Vec<RawRow>> {
+        let limit = limit as i64;
+        let rows = match (table, after) {
+            (Table::Facts, None) => self.query(
+                "SELECT key, value FROM kvseal_meta ORDER BY key LIMIT $1",
+                &[&limit],
+            )?,
+            (Table::Facts, Some(RawRow::Fact { key, .. })) => self.query(
+                "SELECT key, value FROM kvseal_meta WHERE key > $2 ORDER BY key LIMIT $1",
+                &[&limit, key],
+            )?,
+            (Table::Secrets, None) => self.query(
+                "SELECT mount_id, path, key_id, sealed FROM secrets ORDER BY mount_id, path LIMIT $1",
+                &[&limit],
+            )?,
+            (Table::Secrets, Some(RawRow::Secret { mount_id, path, .. })) => self.query(
+                "SELECT mount_id, path, key_id, sealed FROM secrets
+                 WHERE (mount_id, path) > ($2, $3) ORDER BY mount_id, path LIMIT $1",
+                &[&limit, mount_id, path],
+            )?,
+            (Table::Versions, None) => self.query(
+                "SELECT mount_id, path, version, key_id, nonce, ciphertext FROM versions
+                 ORDER BY mount_id, path, version LIMIT $1",
+                &[&limit],
+            )?,
+            (
+                Table::Versions,
+                Some(RawRow::Version {
+                    mount_id,
+                    path,
+                    version,
+                    ..
+                }),
+            ) => {
+                let version = version_i64(*version)?;
+                self.query(
+                    "SELECT mount_id, path, version, key_id, nonce, ciphertext FROM versions
+                     WHERE (mount_id, path, version) > ($2, $3, $4)
+                     ORDER BY mount_id, path, version LIMIT $1",
+                    &[&limit, mount_id, path, &version],
+                )?
+            }
+            (Table::Tokens, None) => self.query(
+                "SELECT hash, accessor, parent, key_id, sealed FROM tokens ORDER BY hash LIMIT $1",
+                &[&limit],
+            )?,
+            (Table::Tokens, Some(RawRow::Token(t))) => self.query(
+                "SELECT hash, accessor, parent, key_id, sealed FROM tokens WHERE hash > $2
+                 ORDER BY hash LIMIT $1",
+                &[&limit, &t.hash],
+            )?,
+            (table, Some(_)) => {
+                return Err(StorageError::Other(format!(
+                    "a page of {} must follow a row of that table",
+                    table.name()
+                )))
+            }
+        };
+        rows.iter().map(|r| export_row(table, r)).collect()
+    }
+
+    fn count_rows(&self, table: Table) -> StorageResult<u64> {
+        let sql = match table {
+            Table::Facts => "SELECT count(*) FROM kvseal_meta",
+            Table::Secrets => "SELECT count(*) FROM secrets",
+            Table::Versions => "SELECT count(*) FROM versions",
+            Table::Tokens => "SELECT count(*) FROM tokens",
+        };
+        let rows = self.query(sql, &[])?;
+        let n: i64 = rows.first().map(|r| get(r, 0)).transpose()?.unwrap_or(0);
+        Ok(n as u64)
+    }
 }
 
 impl WriteTx for PgTx<'_> {
@@ -754,6 +861,59 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn finish_v1(&self) -> StorageResult<()> {
+        Ok(())
+    }
+
+    /// A plain insert: a key already taken is a unique violation, `Conflict`. A fact or a token
+    /// moves the generation, as any write of them does.
+    fn import_row(&self, row: &RawRow) -> StorageResult<()> {
+        match row {
+            RawRow::Fact { key, value } => {
+                self.changed_shared.set(true);
+                self.exec(
+                    "INSERT INTO kvseal_meta (key, value) VALUES ($1, $2)",
+                    &[key, value],
+                )?;
+            }
+            RawRow::Secret {
+                mount_id,
+                path,
+                row,
+            } => {
+                let k = i64::from(row.key_id);
+                self.exec(
+                    "INSERT INTO secrets (mount_id, path, key_id, sealed) VALUES ($1, $2, $3, $4)",
+                    &[mount_id, path, &k, &row.blob],
+                )?;
+            }
+            RawRow::Version {
+                mount_id,
+                path,
+                version,
+                blob,
+            } => {
+                let (version, k) = (version_i64(*version)?, i64::from(blob.key_id));
+                self.exec(
+                    "INSERT INTO versions (mount_id, path, version, key_id, nonce, ciphertext)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[mount_id, path, &version, &k, &blob.nonce, &blob.ciphertext],
+                )?;
+            }
+            RawRow::Token(t) => self.insert_token(t)?,
+        }
+        Ok(())
+    }
+
+    fn delete_all(&self) -> StorageResult<()> {
+        self.changed_shared.set(true);
+        for sql in [
+            "DELETE FROM versions",
+            "DELETE FROM secrets",
+            "DELETE FROM tokens",
+            "DELETE FROM kvseal_meta",
+        ] {
+            self.exec(sql, &[])?;
+        }
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::storage::error::{StorageError, StorageResult};
 use crate::storage::rows::{SealedRow, StaleVersion, TokenRecord, V1Dump, VersionBlob};
-use crate::storage::{ReadTx, WriteTx};
+use crate::storage::{RawRow, ReadTx, Table, WriteTx};
 
 pub struct SqliteTx<'c> {
     conn: &'c Connection,
@@ -40,6 +40,47 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
 
 const TOKEN_COLS: &str = "hash, accessor, parent, key_id, sealed";
 
+/// A fact's value as bytes, whatever type it was stored as (see `get_fact`).
+fn fact_bytes(v: rusqlite::types::Value) -> Vec<u8> {
+    use rusqlite::types::Value;
+    match v {
+        Value::Blob(b) => b,
+        Value::Text(t) => t.into_bytes(),
+        Value::Integer(i) => i.to_string().into_bytes(),
+        Value::Real(f) => f.to_string().into_bytes(),
+        Value::Null => Vec::new(),
+    }
+}
+
+fn export_row(table: Table, r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(match table {
+        Table::Facts => RawRow::Fact {
+            key: r.get(0)?,
+            value: fact_bytes(r.get(1)?),
+        },
+        Table::Secrets => RawRow::Secret {
+            mount_id: r.get(0)?,
+            path: r.get(1)?,
+            row: sealed_row(r.get(2)?, r.get(3)?)?,
+        },
+        Table::Versions => {
+            let version: i64 = r.get(2)?;
+            RawRow::Version {
+                mount_id: r.get(0)?,
+                path: r.get(1)?,
+                version: u64::try_from(version)
+                    .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(2, version))?,
+                blob: VersionBlob {
+                    key_id: sealed_row(r.get(3)?, Vec::new())?.key_id,
+                    nonce: r.get(4)?,
+                    ciphertext: r.get(5)?,
+                },
+            }
+        }
+        Table::Tokens => RawRow::Token(token_from_row(r)?),
+    })
+}
+
 fn version_i64(v: u64) -> StorageResult<i64> {
     i64::try_from(v).map_err(|_| StorageError::Other(format!("version {v} out of range")))
 }
@@ -55,13 +96,7 @@ impl ReadTx for SqliteTx<'_> {
             .prepare_cached("SELECT value FROM kvseal_meta WHERE key = ?1")?
             .query_row([key], |r| r.get(0))
             .optional()?;
-        Ok(value.map(|v| match v {
-            Value::Blob(b) => b,
-            Value::Text(t) => t.into_bytes(),
-            Value::Integer(i) => i.to_string().into_bytes(),
-            Value::Real(f) => f.to_string().into_bytes(),
-            Value::Null => Vec::new(),
-        }))
+        Ok(value.map(fact_bytes))
     }
 
     fn get_secret(&self, mount_id: i64, path: &str) -> StorageResult<Option<SealedRow>> {
@@ -302,6 +337,87 @@ impl ReadTx for SqliteTx<'_> {
         let rows = stmt.query_map([hash], token_from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+
+    fn export_rows(
+        &self,
+        table: Table,
+        after: Option<&RawRow>,
+        limit: usize,
+    ) -> StorageResult<Vec<RawRow>> {
+        use rusqlite::types::Value;
+        let limit = limit as i64;
+        let (sql, args): (&str, Vec<Value>) = match (table, after) {
+            (Table::Facts, None) => ("SELECT key, value FROM kvseal_meta ORDER BY key LIMIT ?1", vec![]),
+            (Table::Facts, Some(RawRow::Fact { key, .. })) => (
+                "SELECT key, value FROM kvseal_meta WHERE key > ?2 ORDER BY key LIMIT ?1",
+                vec![key.clone().into()],
+            ),
+            (Table::Secrets, None) => (
+                "SELECT mount_id, path, key_id, sealed FROM secrets ORDER BY mount_id, path LIMIT ?1",
+                vec![],
+            ),
+            (Table::Secrets, Some(RawRow::Secret { mount_id, path, .. })) => (
+                "SELECT mount_id, path, key_id, sealed FROM secrets
+                 WHERE (mount_id, path) > (?2, ?3) ORDER BY mount_id, path LIMIT ?1",
+                vec![(*mount_id).into(), path.clone().into()],
+            ),
+            (Table::Versions, None) => (
+                "SELECT mount_id, path, version, key_id, nonce, ciphertext FROM versions
+                 ORDER BY mount_id, path, version LIMIT ?1",
+                vec![],
+            ),
+            (
+                Table::Versions,
+                Some(RawRow::Version {
+                    mount_id,
+                    path,
+                    version,
+                    ..
+                }),
+            ) => (
+                "SELECT mount_id, path, version, key_id, nonce, ciphertext FROM versions
+                 WHERE (mount_id, path, version) > (?2, ?3, ?4)
+                 ORDER BY mount_id, path, version LIMIT ?1",
+                vec![
+                    (*mount_id).into(),
+                    path.clone().into(),
+                    version_i64(*version)?.into(),
+                ],
+            ),
+            (Table::Tokens, None) => (
+                "SELECT hash, accessor, parent, key_id, sealed FROM tokens ORDER BY hash LIMIT ?1",
+                vec![],
+            ),
+            (Table::Tokens, Some(RawRow::Token(t))) => (
+                "SELECT hash, accessor, parent, key_id, sealed FROM tokens WHERE hash > ?2
+                 ORDER BY hash LIMIT ?1",
+                vec![t.hash.clone().into()],
+            ),
+            (table, Some(_)) => {
+                return Err(StorageError::Other(format!(
+                    "a page of {} must follow a row of that table",
+                    table.name()
+                )))
+            }
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let params = std::iter::once(Value::from(limit)).chain(args);
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| export_row(table, r))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn count_rows(&self, table: Table) -> StorageResult<u64> {
+        let sql = match table {
+            Table::Facts => "SELECT count(*) FROM kvseal_meta",
+            Table::Secrets => "SELECT count(*) FROM secrets",
+            Table::Versions => "SELECT count(*) FROM versions",
+            Table::Tokens => "SELECT count(*) FROM tokens",
+        };
+        Ok(self
+            .conn
+            .prepare_cached(sql)?
+            .query_row([], |r| r.get::<_, i64>(0))? as u64)
+    }
 }
 
 /// `Conflict` unless exactly one row changed.
@@ -515,5 +631,55 @@ impl WriteTx for SqliteTx<'_> {
 
     fn finish_v1(&self) -> StorageResult<()> {
         super::v1::finish(self.conn)
+    }
+
+    fn import_row(&self, row: &RawRow) -> StorageResult<()> {
+        match row {
+            RawRow::Fact { key, value } => {
+                self.conn
+                    .prepare_cached("INSERT INTO kvseal_meta (key, value) VALUES (?1, ?2)")?
+                    .execute(params![key, value])?;
+            }
+            RawRow::Secret {
+                mount_id,
+                path,
+                row,
+            } => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO secrets (mount_id, path, key_id, sealed) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![mount_id, path, row.key_id, row.blob])?;
+            }
+            RawRow::Version {
+                mount_id,
+                path,
+                version,
+                blob,
+            } => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO versions (mount_id, path, version, key_id, nonce, ciphertext)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        mount_id,
+                        path,
+                        version_i64(*version)?,
+                        blob.key_id,
+                        blob.nonce,
+                        blob.ciphertext
+                    ])?;
+            }
+            RawRow::Token(t) => self.insert_token(t)?,
+        }
+        Ok(())
+    }
+
+    fn delete_all(&self) -> StorageResult<()> {
+        self.conn.execute_batch(
+            "DELETE FROM versions; DELETE FROM secrets; DELETE FROM tokens; DELETE FROM kvseal_meta;",
+        )?;
+        Ok(())
     }
 }
