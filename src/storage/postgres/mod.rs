@@ -97,7 +97,13 @@ impl PgStore {
         );
         let store = Self {
             pool: Arc::new(Pool::new(settings, Arc::clone(&rt), max_connections)),
-            shared: (0..SHARED_READERS)
+            // A small pool keeps every connection for transactions: shared readers would hold
+            // half of it for good.
+            shared: (0..if max_connections >= 4 * SHARED_READERS {
+                SHARED_READERS
+            } else {
+                0
+            })
                 .map(|_| std::sync::Mutex::new(None))
                 .collect(),
             next_shared: std::sync::atomic::AtomicUsize::new(0),
@@ -202,6 +208,15 @@ impl PgStore {
         f: impl FnOnce(&dyn ReadTx) -> Result<R, E>,
     ) -> Result<R, E> {
         use std::sync::atomic::Ordering;
+        if self.shared.is_empty() {
+            let conn = self.pool.get()?;
+            let tx = PgTx::new(&conn, None);
+            let r = f(&tx);
+            let healthy = !tx.broken();
+            drop(tx);
+            self.pool.put(conn, healthy);
+            return r;
+        }
         let i = self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared.len();
         let slot = &self.shared[i];
         let conn = {
