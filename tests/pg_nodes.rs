@@ -638,6 +638,25 @@ fn a_secret_sealed_after_rotate_on_a_reads_on_b_at_once() {
     );
 }
 
+/// `vault secrets enable` on A, then a write through B at once: B reads the mount table again when
+/// a path falls under no mount it knows.
+#[test]
+fn a_mount_enabled_on_a_is_served_on_b_at_once() {
+    let n = two_nodes();
+    let (a, b) = (n.a.http(), n.b.http());
+    let mount = format!("now-{}", uid());
+    expect(
+        &a,
+        "POST",
+        &format!("sys/mounts/{mount}"),
+        Some(&json!({"type": "kv", "options": {"version": "2"}})),
+        204,
+    );
+    b.put_secret(&mount, "k", &json!({"on": "b"}));
+    let r = expect(&a, "GET", &format!("{mount}/data/k"), None, 200);
+    assert_eq!(r.json["data"]["data"], json!({"on": "b"}), "{}", r.text);
+}
+
 /// `vault policy write` on A, then a token of that policy used on B at once: B reads the policies
 /// again when a token names one it does not know.
 #[test]

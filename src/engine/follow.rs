@@ -85,6 +85,39 @@ impl Engine {
         Ok(())
     }
 
+    /// Reads the mount table again on a shared store; whether it changed.
+    pub(super) fn catch_up_mounts(&self) -> bool {
+        if !self.store.is_shared() {
+            return false;
+        }
+        let Ok(keyring) = self.keyring() else {
+            return false;
+        };
+        match self
+            .store
+            .read(|tx| super::mounts::read_table(tx, &keyring))
+        {
+            Ok((_, table)) => {
+                let changed = {
+                    let now = self.mounts();
+                    now.len() != table.mounts.len()
+                        || now
+                            .iter()
+                            .zip(table.mounts.iter())
+                            .any(|(a, b)| a.id != b.id || a.path != b.path)
+                };
+                if changed {
+                    self.mem.set_mounts(table.mounts);
+                }
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the mount table again failed");
+                false
+            }
+        }
+    }
+
     /// Whether the store answered its last poll (always true with SQLite).
     pub fn storage_reachable(&self) -> bool {
         self.storage_ok.load(Ordering::Relaxed)

@@ -202,6 +202,16 @@ impl Engine {
     /// Finds the mount that holds `path` (longest mount path that is a prefix of it, on segment
     /// boundaries) and returns it with the rest of the path after the mount.
     pub fn resolve<'p>(&self, path: &'p str) -> Option<(Mount, &'p str)> {
+        self.resolve_in(path).or_else(|| {
+            // On a shared store a mount enabled on another node since the last poll is read now
+            // (`vault secrets enable` through one node, then a write through another).
+            self.catch_up_mounts()
+                .then(|| self.resolve_in(path))
+                .flatten()
+        })
+    }
+
+    fn resolve_in<'p>(&self, path: &'p str) -> Option<(Mount, &'p str)> {
         let mounts = self.mounts();
         let mut best: Option<&Mount> = None;
         for m in mounts.iter() {
