@@ -638,6 +638,26 @@ fn a_secret_sealed_after_rotate_on_a_reads_on_b_at_once() {
     );
 }
 
+/// A key last written on A after a rotation there, written again through B at once: B loads the
+/// keyring when the record it updates is sealed under a key it has not loaded.
+#[test]
+fn a_secret_sealed_after_rotate_on_a_is_updated_on_b_at_once() {
+    let n = two_nodes();
+    let (a, b) = (n.a.http(), n.b.http());
+    let key = format!("rot-write-{}", uid());
+    expect(&a, "PUT", "sys/rotate", Some(&json!({})), 204);
+    a.put_secret("secret", &key, &json!({"v": 1}));
+    b.put_secret("secret", &key, &json!({"v": 2}));
+    let r = expect(&a, "GET", &format!("secret/data/{key}"), None, 200);
+    assert_eq!(r.json["data"]["data"], json!({"v": 2}), "{}", r.text);
+    assert_eq!(
+        r.json["data"]["metadata"]["version"],
+        json!(2),
+        "{}",
+        r.text
+    );
+}
+
 /// `vault secrets enable` on A, then a write through B at once: B reads the mount table again when
 /// a path falls under no mount it knows.
 #[test]

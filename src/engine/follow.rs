@@ -55,21 +55,13 @@ impl Engine {
         match f(&self.keyring()?) {
             Err(EngineError::KeyringBehind) => {
                 self.reload_keyring()?;
-                f(&self.keyring()?).map_err(|e| match e {
-                    EngineError::KeyringBehind => {
-                        tracing::error!(
-                            "a stored record names a key id no stored keyring has; not served"
-                        );
-                        EngineError::Corrupt("a record sealed under an unknown key".into())
-                    }
-                    other => other,
-                })
+                f(&self.keyring()?).map_err(still_behind)
             }
             other => other,
         }
     }
 
-    fn reload_keyring(&self) -> EngineResult<()> {
+    pub(super) fn reload_keyring(&self) -> EngineResult<()> {
         let seal_key = self
             .mem
             .keys
@@ -189,5 +181,17 @@ impl Engine {
         self.token_cache.invalidate();
         self.mem.acl_cache.invalidate();
         Ok(())
+    }
+}
+
+/// A record still sealed under an unknown key after the stored keyring was loaded: no node sealed
+/// it, so it is tampering, served as any record that fails authentication.
+pub(super) fn still_behind(e: EngineError) -> EngineError {
+    match e {
+        EngineError::KeyringBehind => {
+            tracing::error!("a stored record names a key id no stored keyring has; not served");
+            EngineError::Corrupt("a record sealed under an unknown key".into())
+        }
+        other => other,
     }
 }

@@ -508,6 +508,30 @@ impl Engine {
         if let Some(update) = &req.meta {
             validate_meta_update(update)?;
         }
+        let req = Arc::new(req);
+        match self
+            .put_secret_with(keyring, mount, path, Arc::clone(&req))
+            .await
+        {
+            // The key was last written on another node, under a key this node has not loaded
+            // (a rotation since the last poll): load the keyring and write again, once.
+            Err(EngineError::KeyringBehind) => {
+                self.reload_keyring()?;
+                self.put_secret_with(self.keyring()?, mount, path, req)
+                    .await
+                    .map_err(super::follow::still_behind)
+            }
+            other => other,
+        }
+    }
+
+    async fn put_secret_with(
+        &self,
+        keyring: Arc<Keyring>,
+        mount: &Mount,
+        path: &SecretPath,
+        req: Arc<PutSecret>,
+    ) -> EngineResult<PutOutcome> {
         let (mount_id, path, now) = (mount.id, path.clone(), self.clock.now());
         let cache = Arc::clone(&self.mount_cache);
         self.store
