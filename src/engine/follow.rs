@@ -62,14 +62,7 @@ impl Engine {
     }
 
     pub(super) fn reload_keyring(&self) -> EngineResult<()> {
-        let seal_key = self
-            .mem
-            .keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .seal_key
-            .clone()
-            .ok_or(EngineError::Sealed)?;
+        let seal_key = self.seal_key()?;
         let (_, ring) = self
             .store
             .read(|tx| seal::open_stored_keys(tx, &seal_key))?;
@@ -166,14 +159,7 @@ impl Engine {
             // file seal), as a Vault node does.
             SealStatus::Sealed => {}
             SealStatus::Unsealed => {
-                let seal_key = self
-                    .mem
-                    .keys
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .seal_key
-                    .clone();
-                if let Some(key) = seal_key {
+                if let Ok(key) = self.seal_key() {
                     self.unseal_with(key)?;
                 }
             }

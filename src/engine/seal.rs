@@ -418,7 +418,7 @@ impl Engine {
     }
 
     /// The seal key in memory (only while unsealed).
-    fn seal_key(&self) -> EngineResult<Key32> {
+    pub(super) fn seal_key(&self) -> EngineResult<Key32> {
         self.mem
             .keys
             .read()

@@ -16,6 +16,7 @@
 
 pub mod copy;
 mod error;
+mod list_scan;
 mod postgres;
 pub mod rows;
 pub mod snapshot;

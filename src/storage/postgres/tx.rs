@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 use super::conn::PgConn;
 use crate::storage::error::{StorageError, StorageResult};
 use crate::storage::rows::{SealedRow, StaleVersion, TokenRecord, V1Dump, VersionBlob};
-use crate::storage::{RawRow, ReadTx, Table, WriteTx};
+use crate::storage::{list_scan, RawRow, ReadTx, Table, WriteTx};
 
 pub const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 pub const BEGIN_WRITE: &str = "BEGIN";
@@ -77,7 +77,15 @@ impl<'c> PgTx<'c> {
         mapped
     }
 
-    fn query(&self, sql: &'static str, params: Params<'_>) -> StorageResult<Vec<Row>> {
+    /// Sends the statement `sql` as `send` builds it and waits for its answer: pipelined after the
+    /// transaction's BEGIN when it is the first, after the writes still pending otherwise. `read`:
+    /// whether it may run alone, outside a transaction (see `PgStore::read_one`).
+    fn run<T, F: std::future::Future<Output = Result<T, tokio_postgres::Error>>>(
+        &self,
+        sql: &'static str,
+        read: bool,
+        send: impl FnOnce(tokio_postgres::Statement) -> F,
+    ) -> StorageResult<T> {
         if self.single.get() {
             return Err(StorageError::Other(
                 "a second statement in a read without a transaction".into(),
@@ -88,23 +96,33 @@ impl<'c> PgTx<'c> {
                 self.broken.set(true)
             }
         })?;
-        let client = &self.conn.client;
-        let result = if self.begun.get() {
-            self.after_pending(client.query(&stmt, params))?
-        } else if self.begin.is_none() {
-            self.begun.set(true);
-            self.single.set(true);
-            futures_executor::block_on(client.query(&stmt, params))
-        } else {
-            let (b, r) = futures_executor::block_on(futures_util::future::join(
-                client.batch_execute(self.begin.unwrap_or("BEGIN")),
-                client.query(&stmt, params),
-            ));
-            b.map_err(|e| self.fail(e))?;
-            self.begun.set(true);
-            r
+        let next = send(stmt);
+        let result = match self.begin {
+            _ if self.begun.get() => self.after_pending(next)?,
+            None if read => {
+                self.begun.set(true);
+                self.single.set(true);
+                futures_executor::block_on(next)
+            }
+            None => return Err(StorageError::Other("a write outside a transaction".into())),
+            Some(begin) => {
+                let (b, r) = futures_executor::block_on(futures_util::future::join(
+                    self.conn.client.batch_execute(begin),
+                    next,
+                ));
+                b.map_err(|e| self.fail(e))?;
+                self.begun.set(true);
+                r
+            }
         };
         result.map_err(|e| self.fail(e))
+    }
+
+    fn query(&self, sql: &'static str, params: Params<'_>) -> StorageResult<Vec<Row>> {
+        let client = &self.conn.client;
+        self.run(sql, true, |stmt| async move {
+            client.query(&stmt, params).await
+        })
     }
 
     fn opt(&self, sql: &'static str, params: Params<'_>) -> StorageResult<Option<Row>> {
@@ -117,26 +135,10 @@ impl<'c> PgTx<'c> {
 
     /// Runs a statement; returns how many rows it changed.
     fn exec(&self, sql: &'static str, params: Params<'_>) -> StorageResult<u64> {
-        let stmt = self.conn.statement(sql).inspect_err(|e| {
-            if matches!(e, StorageError::Unavailable(_)) {
-                self.broken.set(true)
-            }
-        })?;
         let client = &self.conn.client;
-        let result = if self.begun.get() {
-            self.after_pending(client.execute(&stmt, params))?
-        } else if self.begin.is_none() {
-            return Err(StorageError::Other("a write outside a transaction".into()));
-        } else {
-            let (b, r) = futures_executor::block_on(futures_util::future::join(
-                client.batch_execute(self.begin.unwrap_or("BEGIN")),
-                client.execute(&stmt, params),
-            ));
-            b.map_err(|e| self.fail(e))?;
-            self.begun.set(true);
-            r
-        };
-        result.map_err(|e| self.fail(e))
+        self.run(sql, false, |stmt| async move {
+            client.execute(&stmt, params).await
+        })
     }
 
     /// Waits for `next`, sent after the writes still pending, and for those: one round trip for all.
@@ -299,12 +301,6 @@ fn version_i64(v: u64) -> StorageResult<i64> {
     i64::try_from(v).map_err(|_| StorageError::Other(format!("version {v} out of range")))
 }
 
-/// The smallest string greater than every string that starts with `prefix` (U+10FFFF sorts after
-/// every other code point in byte order).
-fn prefix_end(prefix: &str) -> String {
-    format!("{prefix}\u{10FFFF}")
-}
-
 fn one_row(changed: u64) -> StorageResult<()> {
     if changed == 1 {
         Ok(())
@@ -400,8 +396,6 @@ impl ReadTx for PgTx<'_> {
         .collect()
     }
 
-    /// The same skip scan as SQLite's (see there), with an exclusive lower bound: PostgreSQL text
-    /// cannot hold the NUL that SQLite's "just after" cursor uses.
     fn list_children(
         &self,
         mount_id: i64,
@@ -409,57 +403,17 @@ impl ReadTx for PgTx<'_> {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> StorageResult<Vec<(String, String, SealedRow)>> {
-        const BATCH: i64 = 256;
-        let end = prefix_end(folder);
-        let mut cursor = match after {
-            Some(a) if a.ends_with('/') => prefix_end(&format!("{folder}{a}")),
-            Some(a) => format!("{folder}{a}"),
-            None => folder.to_string(),
-        };
-        let mut out = Vec::new();
-        'scan: loop {
-            let rows = self.query(
+        list_scan::list_children(folder, after, limit, |cursor, end, batch| {
+            let batch = batch as i64;
+            self.query(
                 "SELECT path, key_id, sealed FROM secrets
                  WHERE mount_id = $1 AND path > $2 AND path < $3 ORDER BY path LIMIT $4",
-                &[&mount_id, &cursor, &end, &BATCH],
-            )?;
-            if rows.is_empty() {
-                break;
-            }
-            let full = rows.len() as i64 == BATCH;
-            let mut next_cursor = None;
-            let mut last = String::new();
-            for r in &rows {
-                let path: String = get(r, 0)?;
-                let row = sealed(r, 1, 2)?;
-                let Some(rest) = path.get(folder.len()..) else {
-                    return Err(StorageError::Corrupt(format!(
-                        "secret path {path:?} outside the scanned folder"
-                    )));
-                };
-                match rest.find('/') {
-                    Some(i) => {
-                        let child = format!("{}/", &rest[..i]);
-                        next_cursor = Some(prefix_end(&format!("{folder}{child}")));
-                        out.push((child, path.clone(), row));
-                    }
-                    None => out.push((rest.to_string(), path.clone(), row)),
-                }
-                last = path;
-                if limit.is_some_and(|l| out.len() >= l) {
-                    break 'scan;
-                }
-                if next_cursor.is_some() {
-                    break;
-                }
-            }
-            cursor = match next_cursor {
-                Some(c) => c,
-                None if full => last,
-                None => break,
-            };
-        }
-        Ok(out)
+                &[&mount_id, &cursor, &end, &batch],
+            )?
+            .iter()
+            .map(|r| Ok((get(r, 0)?, sealed(r, 1, 2)?)))
+            .collect()
+        })
     }
 
     fn get_version(

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::storage::error::{StorageError, StorageResult};
 use crate::storage::rows::{SealedRow, StaleVersion, TokenRecord, V1Dump, VersionBlob};
-use crate::storage::{RawRow, ReadTx, Table, WriteTx};
+use crate::storage::{list_scan, RawRow, ReadTx, Table, WriteTx};
 
 pub struct SqliteTx<'c> {
     conn: &'c Connection,
@@ -15,12 +15,6 @@ impl<'c> SqliteTx<'c> {
     pub fn new(conn: &'c Connection) -> Self {
         Self { conn }
     }
-}
-
-/// The smallest string greater than every string that starts with `prefix` (for range scans).
-fn prefix_end(prefix: &str) -> String {
-    // U+10FFFF sorts after every other code point in UTF-8 byte order.
-    format!("{prefix}\u{10FFFF}")
 }
 
 fn sealed_row(key_id: i64, blob: Vec<u8>) -> rusqlite::Result<SealedRow> {
@@ -162,9 +156,6 @@ impl ReadTx for SqliteTx<'_> {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// A skip scan: rows are read in path order a small batch at a time and, when a row lies in a
-    /// sub-folder, the scan jumps past that whole sub-folder. A folder's deep contents are never
-    /// loaded, so a folder with 100,000 keys lists in pages without holding them all in memory.
     fn list_children(
         &self,
         mount_id: i64,
@@ -172,60 +163,16 @@ impl ReadTx for SqliteTx<'_> {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> StorageResult<Vec<(String, String, SealedRow)>> {
-        const BATCH: i64 = 256;
-        let end = prefix_end(folder);
-        let mut cursor = match after {
-            // Names greater than `after`: start just past `folder + after` and, if `after` is a
-            // folder (`x/`), past everything inside it.
-            Some(a) if a.ends_with('/') => prefix_end(&format!("{folder}{a}")),
-            Some(a) => format!("{folder}{a}\u{0}"),
-            None => folder.to_string(),
-        };
-        let mut out = Vec::new();
         let mut stmt = self.conn.prepare_cached(
-            "SELECT path, key_id, sealed FROM secrets WHERE mount_id = ?1 AND path >= ?2 AND path < ?3
+            "SELECT path, key_id, sealed FROM secrets WHERE mount_id = ?1 AND path > ?2 AND path < ?3
              ORDER BY path LIMIT ?4",
         )?;
-        'scan: loop {
-            let rows: Vec<(String, SealedRow)> = stmt
-                .query_map(params![mount_id, cursor, end, BATCH], |r| {
-                    Ok((r.get(0)?, sealed_row(r.get(1)?, r.get(2)?)?))
-                })?
-                .collect::<Result<_, _>>()?;
-            if rows.is_empty() {
-                break;
-            }
-            let full = rows.len() as i64 == BATCH;
-            let mut next_cursor = None;
-            for (path, row) in &rows {
-                let Some(rest) = path.get(folder.len()..) else {
-                    return Err(StorageError::Corrupt(format!(
-                        "secret path {path:?} outside the scanned folder"
-                    )));
-                };
-                match rest.find('/') {
-                    Some(i) => {
-                        let child = format!("{}/", &rest[..i]);
-                        // Skip the whole sub-folder and re-query from past it.
-                        next_cursor = Some(prefix_end(&format!("{folder}{child}")));
-                        out.push((child, path.clone(), row.clone()));
-                    }
-                    None => out.push((rest.to_string(), path.clone(), row.clone())),
-                }
-                if limit.is_some_and(|l| out.len() >= l) {
-                    break 'scan;
-                }
-                if next_cursor.is_some() {
-                    break;
-                }
-            }
-            cursor = match next_cursor {
-                Some(c) => c,
-                None if full => format!("{}\u{0}", rows[rows.len() - 1].0),
-                None => break,
-            };
-        }
-        Ok(out)
+        list_scan::list_children(folder, after, limit, |cursor, end, batch| {
+            let rows = stmt.query_map(params![mount_id, cursor, end, batch as i64], |r| {
+                Ok((r.get(0)?, sealed_row(r.get(1)?, r.get(2)?)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
     }
 
     fn get_version(
