@@ -21,7 +21,7 @@ use crate::engine::path::MountPath;
 use crate::engine::{Engine, SealMode};
 use crate::ratelimit::RateLimiter;
 use crate::storage::{Durability, Store};
-use crate::tls::{PeerCertificate, ReloadableTls, TlsSettings};
+use crate::tls::{ReloadableTls, TlsSettings};
 use crate::vault;
 
 /// How the server was asked to run.
@@ -317,7 +317,7 @@ async fn serve(engine: Arc<Engine>, listen: Listen, workers: usize) -> Result<()
     crate::app::set_json_limits(&listen.limits);
     spawn_rate_limit_sweeper(state.clone());
     let forwarded_for = web::Data::new(listen.forwarded_for);
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(state.clone())
             .app_data(forwarded_for.clone())
@@ -350,50 +350,59 @@ async fn serve(engine: Arc<Engine>, listen: Listen, workers: usize) -> Result<()
             })
             .configure(vault::configure)
             .configure(crate::okms::configure)
-            .default_service(web::to(|| async {
-                HttpResponse::NotFound()
-                    .insert_header(("Content-Type", "application/json"))
-                    .body(r#"{"errors":[]}"#)
-            }))
-    })
-    // Vault's listener timeouts. actix applies the header timeout to the first request of a
-    // connection (later ones are bounded by the idle timeout until they start); the body's timeout
-    // is `AppState::http_read_timeout`, applied by `app::read_body`.
-    .client_request_timeout(listen.timeouts.read_header)
-    .keep_alive(listen.timeouts.idle)
-    // actix counts connections per worker.
-    .workers(workers)
-    .max_connections(listen.max_connections.div_ceil(workers))
-    // A verified client certificate travels with its connection to every request on it.
-    .on_connect(|conn, ext| {
-        type Tls = actix_tls::accept::openssl::TlsStream<actix_web::rt::net::TcpStream>;
-        if let Some(tls) = conn.downcast_ref::<Tls>() {
-            let ssl = tls.ssl();
-            if ssl.verify_result() == openssl::x509::X509VerifyResult::OK {
-                if let Some(peer) = ssl
-                    .peer_certificate()
-                    .and_then(|c| PeerCertificate::from_x509(&c))
-                {
-                    ext.insert(peer);
-                }
-            }
-        }
-    });
-    let server = match listen.tls {
+            .default_service(web::to(not_found))
+    };
+    match listen.tls {
         None => {
+            let server = HttpServer::new(app)
+                // Vault's listener timeouts. actix applies the header timeout to the first request
+                // of a connection (later ones are bounded by the idle timeout until they start);
+                // the body's timeout is `AppState::http_read_timeout`, applied by `app::read_body`.
+                .client_request_timeout(listen.timeouts.read_header)
+                .keep_alive(listen.timeouts.idle)
+                // actix counts connections per worker.
+                .workers(workers)
+                .max_connections(listen.max_connections.div_ceil(workers))
+                .bind(address)
+                .map_err(|e| format!("cannot listen on {address}: {e}"))?;
             tracing::info!(%address, "listening (plain HTTP)");
-            server.bind(address)
+            server.run().await.map_err(|e| e.to_string())
         }
         Some(settings) => {
             let tls = ReloadableTls::new(settings)?;
-            let acceptor = tls.acceptor()?;
+            let acceptor = crate::tls::with_alpn(tls.acceptor()?)?;
             spawn_reload_on_sighup(tls);
+            let server = crate::tls::listener::serve(
+                app,
+                acceptor,
+                crate::tls::listener::Settings {
+                    address,
+                    workers,
+                    max_connections: listen.max_connections.div_ceil(workers),
+                    read_header: listen.timeouts.read_header,
+                    idle: listen.timeouts.idle,
+                },
+            )?;
             tracing::info!(%address, "listening (TLS)");
-            server.bind_openssl(address, acceptor)
+            server.await.map_err(|e| e.to_string())
         }
     }
-    .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    server.run().await.map_err(|e| e.to_string())
+}
+
+/// Paths outside both APIs: 404 in Vault's shape, or 400 for an invalid percent-escape (Go's
+/// `net/http` refuses it before any handler, whatever the path).
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    match crate::pipeline::invalid_escape(req.uri().path()) {
+        Some(e) => HttpResponse::BadRequest()
+            .insert_header(("Content-Type", "application/json"))
+            .body(
+                serde_json::json!({ "errors": [format!("invalid URL escape \"{e}\"")] })
+                    .to_string(),
+            ),
+        None => HttpResponse::NotFound()
+            .insert_header(("Content-Type", "application/json"))
+            .body(r#"{"errors":[]}"#),
+    }
 }
 
 /// Forgets idle rate-limit buckets now and then, off the request path.

@@ -94,13 +94,51 @@ pub struct PutConfig {
     pub max_versions: Option<u32>,
 }
 
-/// Parses a JSON body into `T`; every failure (syntax, type, unknown field, missing field) is 400.
+/// The fields of the request bodies whose schema is an object (`PostSecret.metadata`,
+/// `PostSecret.version`, `PutSecret.metadata`, `PutSecret.version`). Every other object-typed
+/// field is a map (`data`, `customMetadata`), which serde already refuses as an array.
+const OBJECT_FIELDS: [&str; 2] = ["metadata", "version"];
+
+/// serde's derived structs also accept a JSON array, field by field in declaration order
+/// (`{"path": "a", "version": [{"k": "v"}]}` would create a secret); the OpenAPI schemas say
+/// object. Refuses an array (or any non-object) where a struct is read.
+fn objects_where_structs_are(v: &Value) -> OkmsResult<()> {
+    let kind = |v: &Value| match v {
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+        Value::Object(_) => "an object",
+    };
+    let Value::Object(fields) = v else {
+        return Err(OkmsError::bad(format!(
+            "invalid request body: expected a JSON object, found {}",
+            kind(v)
+        )));
+    };
+    for name in OBJECT_FIELDS {
+        if let Some(f @ Value::Array(_)) = fields.get(name) {
+            return Err(OkmsError::bad(format!(
+                "invalid request body: {name}: expected a JSON object, found {}",
+                kind(f)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a JSON body into `T`; every failure (syntax, type, unknown field, missing field, an
+/// array where an object is expected) is 400.
 pub fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> OkmsResult<T> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(OkmsError::bad("a JSON request body is required"));
     }
     // The pipeline has held the body to the JSON limits before this parse.
-    serde_json::from_slice(body).map_err(|e| OkmsError::bad(format!("invalid request body: {e}")))
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| OkmsError::bad(format!("invalid request body: {e}")))?;
+    objects_where_structs_are(&value)?;
+    serde_json::from_value(value).map_err(|e| OkmsError::bad(format!("invalid request body: {e}")))
 }
 
 /// `version.data` / `data`: required; `null` is an empty object; at most 64 KB.

@@ -42,8 +42,8 @@ pub enum OkmsError {
     NotFound(String),
     /// 404 for a path no handler serves.
     NoRoute(String),
-    /// 405.
-    MethodNotAllowed,
+    /// 405, with the methods the route accepts (the `Allow` header, RFC 9110 §15.5.6).
+    MethodNotAllowed(&'static str),
     /// 413.
     TooLarge,
     /// 408: the body did not arrive within `http_read_timeout`; the connection is closed.
@@ -108,7 +108,7 @@ impl OkmsError {
                 6,
                 format!("no route for {p}"),
             ),
-            Self::MethodNotAllowed => (
+            Self::MethodNotAllowed(_) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 Category::Argument,
                 7,
@@ -186,6 +186,12 @@ impl OkmsError {
                 resp.headers_mut().insert(
                     actix_web::http::header::RETRY_AFTER,
                     actix_web::http::header::HeaderValue::from(*secs),
+                );
+            }
+            Self::MethodNotAllowed(allow) => {
+                resp.headers_mut().insert(
+                    actix_web::http::header::ALLOW,
+                    actix_web::http::header::HeaderValue::from_static(allow),
                 );
             }
             _ => {}

@@ -83,6 +83,7 @@ impl From<Refusal> for OkmsError {
                 }
                 _ => Self::bad(h.message()),
             },
+            Refusal::InvalidEscape(e) => Self::bad(format!("invalid URL escape \"{e}\"")),
             Refusal::Engine(e) => e.into(),
         }
     }

@@ -65,7 +65,7 @@ pub fn parse_v2(
         return match method {
             "GET" => Ok(Some(Route::ConfigGet)),
             "PUT" => Ok(Some(Route::ConfigPut)),
-            _ => Err(OkmsError::MethodNotAllowed),
+            _ => Err(OkmsError::MethodNotAllowed("GET, PUT")),
         };
     }
     let Some(raw_rest) = rest.strip_prefix("v2/secret") else {
@@ -75,7 +75,7 @@ pub fn parse_v2(
         return match method {
             "GET" => Ok(Some(Route::List)),
             "POST" => Ok(Some(Route::Create)),
-            _ => Err(OkmsError::MethodNotAllowed),
+            _ => Err(OkmsError::MethodNotAllowed("GET, POST")),
         };
     }
     let Some(raw) = raw_rest.strip_prefix('/') else {
@@ -91,7 +91,7 @@ pub fn parse_v2(
                 },
                 "PUT" => Route::Update(p),
                 "DELETE" => Route::Delete(p),
-                _ => return Err(OkmsError::MethodNotAllowed),
+                _ => return Err(OkmsError::MethodNotAllowed("GET, PUT, DELETE")),
             }
         }
         Target::Versions(p) => {
@@ -100,7 +100,7 @@ pub fn parse_v2(
                 "GET" => Route::ListVersions(p),
                 // POST per the OpenAPI file; OVH's REST guide shows PUT, so take both.
                 "POST" | "PUT" => Route::CreateVersion(p),
-                _ => return Err(OkmsError::MethodNotAllowed),
+                _ => return Err(OkmsError::MethodNotAllowed("GET, POST, PUT")),
             }
         }
         Target::Version(p, n) => {
@@ -113,7 +113,7 @@ pub fn parse_v2(
                     include_data: include_data(query)?,
                 },
                 "PUT" => Route::SetState(p, n),
-                _ => return Err(OkmsError::MethodNotAllowed),
+                _ => return Err(OkmsError::MethodNotAllowed("GET, PUT")),
             }
         }
     };

@@ -579,3 +579,132 @@ path "secret/delete/app/*"   { capabilities = ["update"] }
     assert_eq!(g["metadata"]["maxVersions"], 0);
     assert_eq!(g["metadata"]["currentVersion"], 2);
 }
+
+#[actix_web::test]
+async fn arrays_where_objects_are_expected_are_400_and_change_nothing() {
+    let h = harness().await;
+    create(&h, "a", json!({"k": "v"})).await;
+    let config = h.call("GET", &v2("secretConfig"), None).await.json();
+    let cases: Vec<(&str, String, Value)> = vec![
+        (
+            "POST",
+            v2("secret"),
+            json!([{"path": "b", "version": {"data": {"k": "v"}}}]),
+        ),
+        (
+            "POST",
+            v2("secret"),
+            json!({"path": "b", "version": [{"k": "v"}]}),
+        ),
+        (
+            "POST",
+            v2("secret"),
+            json!({"path": "b", "version": [{"data": {"k": "v"}}]}),
+        ),
+        (
+            "POST",
+            v2("secret"),
+            json!({"path": "b", "version": {"data": {"k": "v"}}, "metadata": [true]}),
+        ),
+        ("PUT", v2("secret/a"), json!({"version": [{"k": "w"}]})),
+        (
+            "PUT",
+            v2("secret/a"),
+            json!({"metadata": [true, {"k": "v"}]}),
+        ),
+        ("PUT", v2("secret/a"), json!([null, {"data": {"k": "w"}}])),
+        ("POST", v2("secret/a/version"), json!([{"k": "w"}])),
+        ("PUT", v2("secret/a/version/1"), json!(["deactivated"])),
+        ("PUT", v2("secretConfig"), json!([10, false, "1h"])),
+    ];
+    for (m, p, body) in cases {
+        let r = h.call(m, &p, Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{m} {p} {body}: {}", r.text);
+        assert_eq!(r.content_type, "application/json");
+        let v = r.json();
+        assert_okms_error(&v, 2);
+        assert!(
+            v["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("expected a JSON object"),
+            "{v}"
+        );
+    }
+    assert_eq!(h.call("GET", &v2("secret/b"), None).await.status, 404);
+    let g = h
+        .call("GET", &v2("secret/a?includeData=true"), None)
+        .await
+        .json();
+    assert_eq!(g["version"]["data"], json!({"k": "v"}));
+    assert_eq!(g["metadata"]["currentVersion"], 1);
+    assert_eq!(g["version"]["state"], "active");
+    assert_eq!(
+        h.call("GET", &v2("secretConfig"), None).await.json(),
+        config
+    );
+}
+
+#[actix_web::test]
+async fn method_not_allowed_carries_allow() {
+    let h = harness().await;
+    create(&h, "a", json!({"k": "v"})).await;
+    let v1 = |p: &str| format!("/api/{OKMS_ID}/v1/{p}");
+    let cases = [
+        ("DELETE", v2("secretConfig"), "GET, PUT"),
+        ("PATCH", v2("secret"), "GET, POST"),
+        ("POST", v2("secret/a"), "GET, PUT, DELETE"),
+        ("DELETE", v2("secret/a/version"), "GET, POST, PUT"),
+        ("DELETE", v2("secret/a/version/1"), "GET, PUT"),
+        (
+            "TRACE",
+            v1("secret/data/a"),
+            "GET, POST, PUT, PATCH, DELETE",
+        ),
+        ("DELETE", v1("secret/config"), "GET, POST, PUT"),
+        ("GET", v1("secret/destroy/a"), "POST, PUT"),
+        ("POST", v1("secret/subkeys/a"), "GET"),
+    ];
+    for (m, p, allow) in cases {
+        let r = h
+            .call_with(m, &p, Some("{}"), &[("Authorization", "Bearer root")])
+            .await;
+        assert_eq!(r.status, 405, "{m} {p}: {}", r.text);
+        assert_okms_error(&r.json(), 2);
+        assert_eq!(
+            r.headers.get("Allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{m} {p}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn invalid_percent_escapes_in_the_path_are_400_and_store_nothing() {
+    let h = harness().await;
+    let v1 = |p: &str| format!("/api/{OKMS_ID}/v1/{p}");
+    let cases = [
+        ("PUT", v2("secret/x%zz"), "%zz"),
+        ("GET", v2("secret/x%4"), "%4"),
+        ("POST", v2("secret/x%/version"), "%/v"),
+        ("PUT", format!("/api/{OKMS_ID}/v2/secret%"), "%"),
+        ("PUT", v1("secret/data/x%zz"), "%zz"),
+        ("PUT", v1("secret/data/x%"), "%"),
+    ];
+    for (m, p, escape) in cases {
+        let body = json!({"data": {"k": "v"}, "version": {"data": {"k": "v"}}}).to_string();
+        let r = h
+            .call_with(m, &p, Some(&body), &[("Authorization", "Bearer root")])
+            .await;
+        assert_eq!(r.status, 400, "{m} {p}: {}", r.text);
+        let v = r.json();
+        assert_okms_error(&v, 2);
+        assert_eq!(
+            v["errors"][0],
+            format!("invalid URL escape \"{escape}\""),
+            "{m} {p}"
+        );
+    }
+    let list = h.call("GET", &v2("secret"), None).await.json();
+    assert_eq!(list, json!([]));
+}

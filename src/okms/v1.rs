@@ -33,7 +33,11 @@ impl From<VaultError> for OkmsError {
             VaultError::NotFound => Self::NotFound("not found".into()),
             VaultError::NoHandler(p) => Self::NoRoute(p),
             VaultError::NamespaceNotFound => Self::NotFound("namespace not found".into()),
-            VaultError::UnsupportedOperation => Self::MethodNotAllowed,
+            // Callers that know the path use [`unsupported`] for the exact `Allow`; this is the
+            // methods of the Vault-style API as a whole.
+            VaultError::UnsupportedOperation => {
+                Self::MethodNotAllowed("GET, LIST, POST, PUT, PATCH, DELETE")
+            }
             VaultError::TooLarge => Self::TooLarge,
             VaultError::RequestTimeout => Self::RequestTimeout,
             VaultError::TooManyRequests(_, secs) => Self::TooManyRequests(secs),
@@ -44,6 +48,32 @@ impl From<VaultError> for OkmsError {
             VaultError::Unavailable(m) => Self::Unavailable(m),
             VaultError::Internal(m) => Self::Internal(m),
         }
+    }
+}
+
+/// The methods a v1 path accepts (its `Allow` on a 405), by the kv-v2 endpoint family the path
+/// (the logical path, `secret/...` or `sys/internal/ui/mounts/...`) names.
+fn allowed_methods(path: &str) -> &'static str {
+    let kv = path.strip_prefix("secret/").unwrap_or("");
+    let family = kv.split('/').next().unwrap_or("");
+    if path.starts_with("sys/internal/ui/mounts/") || family == "subkeys" {
+        "GET"
+    } else if family == "config" {
+        "GET, POST, PUT"
+    } else if matches!(family, "delete" | "undelete" | "destroy") {
+        "POST, PUT"
+    } else if family == "data" {
+        "GET, POST, PUT, PATCH, DELETE"
+    } else {
+        "GET, LIST, POST, PUT, PATCH, DELETE"
+    }
+}
+
+/// A Vault handler's error on `path`, with the path's `Allow` on a 405.
+fn unsupported(path: &str) -> impl Fn(VaultError) -> OkmsError + '_ {
+    move |e| match e {
+        VaultError::UnsupportedOperation => OkmsError::MethodNotAllowed(allowed_methods(path)),
+        e => e.into(),
     }
 }
 
@@ -78,7 +108,8 @@ pub fn parse(
     raw_rest: &str,
     mount: &Mount,
 ) -> OkmsResult<(V1Route, Access)> {
-    let mut vreq = request::parse_head(http, raw_rest, PatchTypes::MergePatchOrJson)?;
+    let mut vreq = request::parse_head(http, raw_rest, PatchTypes::MergePatchOrJson)
+        .map_err(unsupported(raw_rest))?;
     pipeline::headers::check(http, &vreq.path).map_err(|h| OkmsError::from(Refusal::Header(h)))?;
     // `GET /v1/secret/metadata` lists the root (OKMS's ListSecretsMetadata).
     if vreq.op == Op::Read && matches!(vreq.path.as_str(), "secret/metadata" | "secret/metadata/") {
@@ -143,7 +174,9 @@ pub async fn handle(ctx: &OkmsCtx<'_>, route: V1Route, rid: &str) -> OkmsResult<
                 identity: None,
                 acl: ctx.acl.clone(),
             };
-            kv2::kv::route(&vctx, &ctx.mount, &rest).await?
+            kv2::kv::route(&vctx, &ctx.mount, &rest)
+                .await
+                .map_err(unsupported(&req.path))?
         }
         V1Kind::Preflight => preflight(ctx),
     };

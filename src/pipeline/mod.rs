@@ -13,6 +13,9 @@
 //! 6. the audit request entry; 7. the handler; 8. the audit response entry; 9. one error
 //!    rendering per API.
 //!
+//! Before step 1, a path with an invalid percent-escape (`%zz`, `%4`, a trailing `%`) is refused
+//! (400), as Go's `net/http` refuses it before Vault sees the request: nothing is routed or stored.
+//!
 //! Steps 2–7 run under the request deadline (503 past it, as Vault's `max_request_duration`).
 
 pub mod access;
@@ -64,6 +67,27 @@ pub enum Refusal {
     Header(headers::HeaderRefusal),
     /// The storage under a check failed.
     Engine(EngineError),
+    /// The request path holds an invalid percent-escape (the escape, as Go's `url.EscapeError`
+    /// quotes it: `%zz`, `%4`, `%`).
+    InvalidEscape(String),
+}
+
+/// The first invalid percent-escape in a raw (still encoded) request path, as Go's
+/// `url.EscapeError` quotes it: the `%` and at most the two bytes after it. `None` when every `%`
+/// is followed by two hex digits.
+pub fn invalid_escape(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while let Some(off) = bytes[i..].iter().position(|&b| b == b'%') {
+        let at = i + off;
+        let escape = bytes.get(at + 1..at + 3);
+        if !escape.is_some_and(|e| e.iter().all(u8::is_ascii_hexdigit)) {
+            let end = (at + 3).min(bytes.len());
+            return Some(String::from_utf8_lossy(&bytes[at..end]).into_owned());
+        }
+        i = at + 3;
+    }
+    None
 }
 
 /// The caller of an authenticated route.
@@ -134,6 +158,9 @@ pub async fn serve<A: Api>(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let rid = app::request_id(&req);
+    if let Some(escape) = invalid_escape(req.uri().path()) {
+        return A::render(Refusal::InvalidEscape(escape).into(), &rid);
+    }
     let routed = match A::route(&state, &req) {
         Ok(r) => r,
         Err(e) => return A::render(e, &rid),
@@ -280,4 +307,29 @@ async fn admit_and_handle<A: Api>(
         caller,
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invalid_escape;
+
+    #[test]
+    fn invalid_escapes_as_go_quotes_them() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("/v1/secret/data/x", None),
+            ("/v1/secret/data/a%2Fb", None),
+            ("/v1/secret/data/a%2fb%20c", None),
+            ("/v1/secret/data/x%zz", Some("%zz")),
+            ("/v1/secret/data/x%4", Some("%4")),
+            ("/v1/secret/data/x%", Some("%")),
+            ("/v1/secret/data/x%4g/y", Some("%4g")),
+            ("/v1/secret/data/%%41", Some("%%4")),
+            ("/v1/a%41%zz", Some("%zz")),
+            ("%", Some("%")),
+            ("", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(invalid_escape(path).as_deref(), *want, "{path}");
+        }
+    }
 }

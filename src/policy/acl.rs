@@ -251,9 +251,9 @@ impl Acl {
 /// `tryMatchWildcardPath`). A non-prefix rule needs the same number of segments; a prefix rule
 /// (`a/+/b*`) needs at least as many and its last segment is a string prefix.
 ///
-/// One deliberate difference: kvseal's `+` matches exactly one *non-empty* segment, so
-/// `secret/+/x` does not match `secret//x`, and `secret/+` does not match the list path
-/// `secret/` (Vault's `+` also matches the empty segment in both cases).
+/// `+` matches exactly one segment, the empty one included, as in Vault: `secret/+/x` matches
+/// `secret//x`, and `secret/metadata/+` matches the list path `secret/metadata/` (whose last
+/// segment is empty), so a policy written for Vault allows here what it allows there.
 fn match_segment_rule<'a>(
     rule: &'a str,
     caps: Capabilities,
@@ -272,9 +272,6 @@ fn match_segment_rule<'a>(
     let mut wildcards = 0;
     for (i, (want, got)) in rule_parts.iter().zip(parts).enumerate() {
         if *want == "+" {
-            if got.is_empty() {
-                return None;
-            }
             wildcards += 1;
         } else if want != got && !(is_prefix && i == last && got.starts_with(want)) {
             return None;
@@ -339,7 +336,7 @@ fn segment_rule_reaches_under(rule: &str, prefix: &str) -> bool {
         let Some(got) = parts.get(i) else {
             return false;
         };
-        if (*want == "+" && !got.is_empty()) || want == got {
+        if *want == "+" || want == got {
             matched.push(got);
         } else if is_prefix && i == last && got.starts_with(want) {
             matched.extend(&parts[i..]);

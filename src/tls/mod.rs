@@ -2,6 +2,7 @@
 //! certificates, and what a verified client certificate says about its holder.
 
 mod devcert;
+pub mod listener;
 mod peer;
 
 use std::path::PathBuf;
@@ -97,4 +98,22 @@ impl ReloadableTls {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = ctx;
         Ok(())
     }
+}
+
+/// Offers HTTP/2 and HTTP/1.1 by ALPN, as actix-web's `bind_openssl` does.
+pub fn with_alpn(mut b: SslAcceptorBuilder) -> Result<SslAcceptor, String> {
+    b.set_alpn_select_callback(|_, protocols| {
+        const H2: &[u8] = b"\x02h2";
+        const H11: &[u8] = b"\x08http/1.1";
+        if protocols.windows(3).any(|w| w == H2) {
+            Ok(b"h2")
+        } else if protocols.windows(9).any(|w| w == H11) {
+            Ok(b"http/1.1")
+        } else {
+            Err(openssl::ssl::AlpnError::NOACK)
+        }
+    });
+    b.set_alpn_protos(b"\x08http/1.1\x02h2")
+        .map_err(|e| format!("TLS: {e}"))?;
+    Ok(b.build())
 }

@@ -69,6 +69,7 @@ impl From<Refusal> for VaultError {
                 HeaderRefusal::NamespaceNotFound => Self::NamespaceNotFound,
                 _ => Self::bad(h.message()),
             },
+            Refusal::InvalidEscape(e) => Self::bad(format!("invalid URL escape \"{e}\"")),
             Refusal::Engine(e) => e.into(),
         }
     }

@@ -1076,3 +1076,55 @@ async fn a_request_past_its_deadline_is_503_on_both_apis() {
         200
     );
 }
+
+#[actix_web::test]
+async fn invalid_percent_escapes_in_the_path_are_400_and_store_nothing() {
+    let h = harness().await;
+    // (method, path, the escape Go's url.EscapeError quotes)
+    let cases = [
+        ("POST", "/v1/secret/data/x%zz", "%zz"),
+        ("POST", "/v1/secret/data/x%4", "%4"),
+        ("POST", "/v1/secret/data/x%", "%"),
+        ("POST", "/v1/secret/data/x%4g/y", "%4g"),
+        ("GET", "/v1/secret/data/x%zz", "%zz"),
+        ("DELETE", "/v1/secret/metadata/x%", "%"),
+        ("POST", "/v1/sys/policies/acl/p%zz", "%zz"),
+        ("GET", "/v1/sys/health%", "%"),
+        // Public routes too, and without a token: refused before routing and authentication.
+        ("POST", "/v1/sys/unseal%zz", "%zz"),
+    ];
+    for (method, path, escape) in cases {
+        let body = json!({"data": {"k": "v"}, "policy": "path \"x\" {}"}).to_string();
+        let r = h.call_with(method, path, Some(&body), &[]).await;
+        assert_eq!(r.status, 400, "{method} {path}: {}", r.text);
+        assert_eq!(r.content_type, "application/json", "{method} {path}");
+        assert_eq!(
+            r.json(),
+            json!({"errors": [format!("invalid URL escape \"{escape}\"")]}),
+            "{method} {path}"
+        );
+        let r = h
+            .call_with(method, path, Some(&body), &[("X-Vault-Token", "root")])
+            .await;
+        assert_eq!(r.status, 400, "{method} {path} with a token: {}", r.text);
+    }
+    // Nothing was stored under any name.
+    assert_eq!(
+        h.call("LIST", "/v1/secret/metadata/", None).await.status,
+        404
+    );
+    assert_eq!(
+        h.call("GET", "/v1/sys/policies/acl/p%25zz", None)
+            .await
+            .status,
+        404
+    );
+    // Valid escapes still decode: `%41` is `A`.
+    assert_eq!(
+        h.put("/v1/secret/data/x%41", json!({"data": {"k": "v"}}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(h.call("GET", "/v1/secret/data/xA", None).await.status, 200);
+}
