@@ -297,7 +297,7 @@ fn tempdir(prefix: &str) -> TempDir {
 // 1. HTTPS with --dev-tls: vaultrs with the printed CA; plain HTTP on the TLS port fails.
 
 #[test]
-fn dev_tls_vaultrs_kv2_and_plain_http_refused() {
+fn dev_tls_vaultrs_kv2_and_plain_http_answered_400() {
     let tmp = tempdir("kvseal-devtls-");
     let port = free_port();
     let mut p = Proc::start(
@@ -402,16 +402,21 @@ fn dev_tls_vaultrs_kv2_and_plain_http_refused() {
         "{dbg}"
     );
 
-    // Plain HTTP to the TLS port gets no HTTP answer.
-    assert_eq!(raw_get_status(&p.host_port(), "/v1/sys/health"), None);
+    // Plain HTTP to the TLS port gets Go's net/http answer (as Vault), then a close.
+    assert_eq!(raw_get_status(&p.host_port(), "/v1/sys/health"), Some(400));
     let plain = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("client");
     let r = plain
         .get(format!("http://127.0.0.1:{port}/v1/sys/health"))
-        .send();
-    assert!(r.is_err(), "plain HTTP to the TLS port answered: {r:?}");
+        .send()
+        .expect("plain HTTP to the TLS port is answered");
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(
+        r.text().expect("body"),
+        "Client sent an HTTP request to an HTTPS server.\n"
+    );
     // ... and the server is still serving TLS afterwards.
     let r = https
         .get(format!("{base}/v1/sys/health"))
