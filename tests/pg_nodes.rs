@@ -848,3 +848,135 @@ fn acknowledged_writes_survive_kill9_of_a() {
     // The kvseal processes are killed before PostgreSQL stops (field order of Nodes).
     let _ = &n.pg;
 }
+
+// ---------------------------------------------------------------- moving a mount (sys/remount)
+
+#[test]
+fn mount_moved_on_a_is_served_at_its_new_path_on_b_within_1s() {
+    let n = two_nodes();
+    let (a, b) = (n.a.http(), n.b.http());
+    let (from, to) = (format!("kv-{}", uid()), format!("moved-{}", uid()));
+    expect(
+        &a,
+        "POST",
+        &format!("sys/mounts/{from}"),
+        Some(&json!({"type": "kv-v2"})),
+        204,
+    );
+    assert_eq!(a.put_secret(&from, "k", &json!({"v": 1})), 1);
+    assert_eq!(a.put_secret(&from, "k", &json!({"v": 2})), 2);
+    assert_within(Instant::now(), PROPAGATION, "new mount served on B", || {
+        status_is(&b.get(&format!("{from}/data/k")), 200)
+    });
+
+    let r = expect(
+        &a,
+        "POST",
+        "sys/remount",
+        Some(&json!({"from": from, "to": to})),
+        200,
+    );
+    let moved = Instant::now();
+    let id = r.json["migration_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_within(moved, PROPAGATION, "moved mount served on B", || {
+        let r = b.get(&format!("{to}/data/k?version=1"));
+        status_is(&r, 200)?;
+        if r.json["data"]["data"] == json!({"v": 1}) {
+            Ok(())
+        } else {
+            Err(r.text)
+        }
+    });
+    expect(&b, "GET", &format!("{from}/data/k"), None, 404);
+    // The move is recorded in the store: B answers its status too (the CLI may poll either node).
+    let r = expect(&b, "GET", &format!("sys/remount/status/{id}"), None, 200);
+    assert_eq!(
+        r.json["data"]["migration_info"],
+        json!({"source_mount": format!("{from}/"), "target_mount": format!("{to}/"),
+               "status": "success"}),
+        "{}",
+        r.text
+    );
+    // B writes at the new path; A reads it.
+    assert_eq!(b.put_secret(&to, "k", &json!({"v": 3})), 3);
+    let r = expect(&a, "GET", &format!("{to}/data/k"), None, 200);
+    assert_eq!(r.json["data"]["data"], json!({"v": 3}), "{}", r.text);
+    // The OKMS domain's mount cannot be moved from either node.
+    for node in [&a, &b] {
+        let r = expect(
+            node,
+            "POST",
+            "sys/remount",
+            Some(&json!({"from": "secret", "to": "elsewhere"})),
+            400,
+        );
+        assert!(r.text.contains("[[okms.domains]]"), "{}", r.text);
+    }
+}
+
+#[test]
+fn racing_moves_of_one_mount_on_two_nodes_have_exactly_one_winner() {
+    let n = two_nodes();
+    let a = n.a.http();
+    let from = format!("kv-{}", uid());
+    expect(
+        &a,
+        "POST",
+        &format!("sys/mounts/{from}"),
+        Some(&json!({"type": "kv-v2"})),
+        204,
+    );
+    a.put_secret(&from, "k", &json!({"v": "kept"}));
+    let b = n.b.http();
+    assert_within(Instant::now(), PROPAGATION, "new mount served on B", || {
+        status_is(&b.get(&format!("{from}/data/k")), 200)
+    });
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let handles: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let node = if i % 2 == 0 { &n.a } else { &n.b };
+            let http = Http::new(&node.addr, &node.token);
+            let barrier = barrier.clone();
+            let body = json!({"from": from, "to": format!("{from}-to-{i}")});
+            thread::spawn(move || {
+                barrier.wait();
+                let r = http.post("sys/remount", &body);
+                (i, r.status, r.json)
+            })
+        })
+        .collect();
+    let outcomes: Vec<(usize, u16, Value)> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let winners: Vec<_> = outcomes.iter().filter(|o| o.1 == 200).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one move must win: {:?}",
+        outcomes.iter().map(|o| (o.0, o.1)).collect::<Vec<_>>()
+    );
+    let want = json!([format!("no matching mount at \"{from}/\"")]);
+    for (i, status, body) in outcomes.iter().filter(|o| o.1 != 200) {
+        assert_eq!(*status, 400, "mover {i}: {body}");
+        assert_eq!(body["errors"], want, "mover {i}: {body}");
+    }
+    let target = format!("{from}-to-{}", winners[0].0);
+    for (name, node) in [("A", &n.a), ("B", &n.b)] {
+        let http = node.http();
+        assert_within(Instant::now(), PROPAGATION, "the winner's path", || {
+            status_is(&http.get(&format!("{target}/data/k")), 200)
+        });
+        let mounts = expect(&http, "GET", "sys/mounts", None, 200);
+        let moved: Vec<&String> = mounts.json["data"]
+            .as_object()
+            .map(|m| m.keys().filter(|k| k.starts_with(&from)).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            moved,
+            [&format!("{target}/")],
+            "{name}: one mount, at the winner's path"
+        );
+    }
+}

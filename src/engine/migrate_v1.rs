@@ -119,6 +119,7 @@ pub(super) fn run(store: &Store, keyring: &Arc<Keyring>, _now: Nanos) -> EngineR
                 .into_iter()
                 .map(mount)
                 .collect::<EngineResult<_>>()?,
+            ..Default::default()
         };
         barrier::write_doc(tx, &ring, mounts::MOUNTS_DOC, None, &table)?;
         for s in &dump.secrets {

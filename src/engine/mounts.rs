@@ -68,6 +68,24 @@ pub(super) const MOUNTS_DOC: &str = "mounts";
 pub(super) struct MountTable {
     pub next_id: i64,
     pub mounts: Vec<Mount>,
+    /// The last [`MOVES_KEPT`] moves (`sys/remount`), so that every node answers
+    /// `sys/remount/status/<id>`. Absent from tables that never saw a move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<MountMove>,
+}
+
+/// How many moves the mount table remembers for `sys/remount/status/<id>`.
+const MOVES_KEPT: usize = 32;
+
+/// A committed move of a mount (`sys/remount`): a move is recorded in the same write as the move
+/// itself, so a recorded move has succeeded.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct MountMove {
+    /// The `migration_id` Vault's API answers (a UUID).
+    pub id: String,
+    pub source: MountPath,
+    pub target: MountPath,
+    pub time: Nanos,
 }
 
 impl MountTable {
@@ -346,6 +364,90 @@ impl Engine {
             install_mounts,
         )
         .await
+    }
+
+    /// Moves the mount at `from` to `to` (`sys/remount`): one conditional write of the mount table
+    /// changes the mount's path and nothing else. The mount keeps its id, which every sealed record
+    /// of the mount is bound to, so its data, versions and settings are all there at the new path
+    /// at once. Policies naming the old path are not rewritten (as Vault). Returns the move as
+    /// recorded; its id is the `migration_id` of Vault's API.
+    ///
+    /// Refused, with Vault's messages: a source or target under a path kvseal keeps for itself, a
+    /// source that is not a mount (a path inside a mount is not one), a target that is a mount, is
+    /// inside one or holds one.
+    pub async fn remount(&self, from: &MountPath, to: &MountPath) -> EngineResult<MountMove> {
+        for reserved in RESERVED {
+            if from.as_str().starts_with(reserved) {
+                return Err(EngineError::invalid(format!(
+                    "cannot remount {:?}",
+                    from.as_str()
+                )));
+            }
+        }
+        for reserved in RESERVED {
+            if to.as_str().starts_with(reserved) {
+                return Err(EngineError::invalid(format!(
+                    "cannot remount to destination {}",
+                    to.as_str()
+                )));
+            }
+        }
+        let guard = self.admin_lock().await;
+        let keyring = self.keyring()?;
+        let record = MountMove {
+            id: uuid::Uuid::new_v4().to_string(),
+            source: from.clone(),
+            target: to.clone(),
+            time: self.clock.now(),
+        };
+        let done = record.clone();
+        // Checked in the transaction only: on a shared store the table in memory may be behind the
+        // one this write replaces.
+        self.admin_write(
+            guard,
+            move |tx| {
+                change_table(tx, &keyring, |table| {
+                    let (from, to) = (&record.source, &record.target);
+                    if !table.mounts.iter().any(|m| &m.path == from) {
+                        return Err(EngineError::invalid(format!(
+                            "no matching mount at {:?}",
+                            from.as_str()
+                        )));
+                    }
+                    if let Some(taken) = table.mounts.iter().find(|m| {
+                        to.as_str().starts_with(m.path.as_str())
+                            || m.path.as_str().starts_with(to.as_str())
+                    }) {
+                        return Err(EngineError::invalid(format!(
+                            "path already in use at {:?}",
+                            taken.path.as_str()
+                        )));
+                    }
+                    for m in table.mounts.iter_mut().filter(|m| &m.path == from) {
+                        m.path = to.clone();
+                    }
+                    table.moves.push(record.clone());
+                    let excess = table.moves.len().saturating_sub(MOVES_KEPT);
+                    table.moves.drain(..excess);
+                    Ok(())
+                })
+            },
+            install_mounts,
+        )
+        .await?;
+        tracing::info!(
+            migration_id = %done.id,
+            from = done.source.as_str(),
+            to = done.target.as_str(),
+            "mount moved"
+        );
+        Ok(done)
+    }
+
+    /// A move recorded by [`Engine::remount`] (on any node of the store), by its id.
+    pub fn mount_move(&self, id: &str) -> EngineResult<Option<MountMove>> {
+        let (_, table) = self.with_current_keys(|k| self.store.read(|tx| read_table(tx, k)))?;
+        Ok(table.moves.into_iter().find(|m| m.id == id))
     }
 
     /// The KV config of a mount (`<mount>/config`).

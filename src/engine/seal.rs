@@ -297,6 +297,7 @@ impl Engine {
                 let table = mounts::MountTable {
                     next_id: 2,
                     mounts: vec![secret_mount.clone()],
+                    ..Default::default()
                 };
                 barrier::write_doc(tx, &ring, mounts::MOUNTS_DOC, None, &table)?;
                 Ok(table.mounts)

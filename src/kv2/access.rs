@@ -9,8 +9,9 @@ use crate::pipeline::{Check, Need};
 use crate::policy::Capabilities;
 
 /// Paths that need `sudo` on top of the operation's capability (Vault's "root paths" that kvseal
-/// serves: the token store's `accessors` and `revoke-orphan`, seal, rotation, audit devices, and
-/// snapshots; `sys/rewrap` is kvseal's own and is protected the same way).
+/// serves: the token store's `accessors` and `revoke-orphan`, seal, rotation, audit devices,
+/// snapshots, mount moves and auth methods; `sys/rewrap` is kvseal's own and is protected the same
+/// way).
 fn needs_sudo(path: &str) -> bool {
     const SUDO: [&str; 8] = [
         "auth/token/accessors",
@@ -22,12 +23,16 @@ fn needs_sudo(path: &str) -> bool {
         "sys/storage/raft/snapshot",
         "sys/backup",
     ];
-    SUDO.iter().any(|p| {
-        path == *p
-            || path
-                .strip_prefix(p)
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
+    // Vault's root paths `remount` (only itself: its `status/<id>` needs `read`) and `auth/*`
+    // (every method's own path; the listing `sys/auth` needs `read`).
+    path == "sys/remount"
+        || path.starts_with("sys/auth/")
+        || SUDO.iter().any(|p| {
+            path == *p
+                || path
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
 }
 
 /// The capability an operation needs on its own path (a KV write's create-or-update is decided
@@ -135,6 +140,13 @@ mod tests {
             ("auth/token/accessors", true),
             ("sys/storage/raft/snapshot", true),
             ("sys/mounts", false),
+            ("sys/remount", true),
+            ("sys/remount/status/0b9f", false),
+            ("sys/remountx", false),
+            ("sys/auth", false),
+            ("sys/auth/token", true),
+            ("sys/auth/cert/tune", true),
+            ("sys/authx", false),
         ] {
             assert_eq!(needs_sudo(path), sudo, "{path}");
         }

@@ -7,9 +7,11 @@ mod auth_cert;
 pub(crate) mod auth_token;
 pub(crate) mod routes;
 mod sys_audit;
+mod sys_auth;
 mod sys_health;
 pub(crate) mod sys_mounts;
 mod sys_policy;
+mod sys_remount;
 mod sys_seal;
 #[cfg(test)]
 mod tests;
@@ -17,6 +19,8 @@ mod tests;
 mod tests_acl;
 #[cfg(test)]
 mod tests_audit;
+#[cfg(test)]
+mod tests_remount;
 #[cfg(test)]
 mod tests_seal;
 
@@ -151,6 +155,12 @@ async fn dispatch(
             return Ok((r?, "system"));
         }
         if let Some(r) = sys_audit::route(&ctx, rest).await {
+            return Ok((r?, "system"));
+        }
+        if let Some(r) = sys_auth::route(state, &ctx, rest).await {
+            return Ok((r?, "system"));
+        }
+        if let Some(r) = sys_remount::route(state, &ctx, rest).await {
             return Ok((r?, "system"));
         }
         return Ok((sys_mounts::route(&ctx, rest).await?, "system"));
