@@ -300,7 +300,8 @@ fn assert_refused(pg: &PgCluster, db: &str, url: &str, password: &str) {
         !stdout.contains(password) && !stderr.contains(password),
         "the database password appears in kvseal's output\n{shown}"
     );
-    // What is printed today: the storage layer's words for a database it cannot open.
+    // What kvseal prints today, the same for every refusal: it names neither the connection (host,
+    // port, database) nor the cause (a certificate refused, pg_hba.conf's reject).
     assert!(
         stderr.contains("error: storage unavailable: the database does not answer"),
         "stderr does not say the database could not be reached\n{shown}"
