@@ -980,3 +980,259 @@ fn racing_moves_of_one_mount_on_two_nodes_have_exactly_one_winner() {
         );
     }
 }
+
+// ---------------------------------------------------------------- races at start, init and mounts
+
+/// Fresh databases on which two nodes start at the same moment.
+const START_RACES: usize = 5;
+/// Rounds of two simultaneous `sys/init`, each on a fresh database.
+const INIT_RACES: usize = 3;
+/// Mounts enabled at the same moment, split over A and B.
+const MOUNTS: usize = 10;
+
+/// A seal key file made beforehand (32 random bytes in base64, mode 0600, as `openssl rand -base64
+/// 32` makes it), for nodes started together: with no key file, each would make a key of its own.
+fn premade_key_file(dir: &Path) -> std::path::PathBuf {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut key = [0u8; 32];
+    openssl::rand::rand_bytes(&mut key).unwrap();
+    let path = dir.join("shared.key");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    let text = base64::engine::general_purpose::STANDARD.encode(key);
+    writeln!(f, "{text}").unwrap();
+    path
+}
+
+/// `PUT /v1/sys/init` (one share) without a token; returns (status, body).
+fn put_init(http: &Http) -> (u16, Value) {
+    let r = http
+        .client
+        .put(format!("{}/v1/sys/init", http.base))
+        .json(&json!({"secret_shares": 1, "secret_threshold": 1}))
+        .send()
+        .unwrap_or_else(|e| panic!("PUT {}/v1/sys/init: {e}", http.base));
+    let status = r.status().as_u16();
+    let text = r.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(json!(text)))
+}
+
+/// Waits until `node` answers health 200 (unsealed), at most [`INIT_SEEN`] after `since`.
+fn assert_unsealed_within_init_seen(name: &str, node: &Server, since: Instant) {
+    let health = Http::new(&node.addr, "");
+    assert_within(
+        since,
+        INIT_SEEN,
+        &format!("{name} unsealed after sys/init"),
+        || {
+            let r = health.get("sys/health");
+            status_is(&r, 200)?;
+            if r.json["sealed"] == json!(false) && r.json["standby"] == json!(false) {
+                Ok(())
+            } else {
+                Err(r.text)
+            }
+        },
+    );
+}
+
+/// `token` works on both nodes: each writes a secret the other reads.
+fn assert_token_serves_both(a: &Server, b: &Server, token: &str) {
+    let (on_a, on_b) = (Http::new(&a.addr, token), Http::new(&b.addr, token));
+    expect(&on_a, "GET", "auth/token/lookup-self", None, 200);
+    expect(&on_b, "GET", "auth/token/lookup-self", None, 200);
+    for (writer, reader, who) in [(&on_a, &on_b, "A"), (&on_b, &on_a, "B")] {
+        let key = format!("from-{who}-{}", uid());
+        writer.put_secret("secret", &key, &json!({"by": who}));
+        let r = expect(reader, "GET", &format!("secret/data/{key}"), None, 200);
+        assert_eq!(r.json["data"]["data"], json!({"by": who}), "{}", r.text);
+    }
+}
+
+#[test]
+fn two_nodes_starting_at_once_on_an_empty_database_both_come_up() {
+    let pg = PgCluster::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = premade_key_file(keys.path());
+    for round in 0..START_RACES {
+        let storage = pg_storage(&pg.new_database());
+        // Both spawned after one barrier: neither waits for the other's start.
+        let barrier = Arc::new(Barrier::new(2));
+        let starts: Vec<_> = (0..2)
+            .map(|_| {
+                let (barrier, storage, key) = (barrier.clone(), storage.clone(), key.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    Server::config_mode_storage(&storage, "", Some(&key), &[501])
+                })
+            })
+            .collect();
+        let mut nodes: Vec<Server> = starts
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    panic!("round {round}: a node did not come up (its logs are above)")
+                })
+            })
+            .collect();
+        for (name, node) in [("A", &nodes[0]), ("B", &nodes[1])] {
+            let h = Http::new(&node.addr, "").get("sys/health");
+            assert_eq!(h.status, 501, "round {round}, {name}: {}", h.text);
+            assert_eq!(
+                h.json["initialized"],
+                json!(false),
+                "round {round}: {}",
+                h.text
+            );
+        }
+
+        // Initialised on one (A, then B, in turn): both unsealed within 5 s.
+        let first = round % 2;
+        let root = nodes[first].init();
+        let initialised = Instant::now();
+        for (i, node) in nodes.iter_mut().enumerate() {
+            let name = format!("round {round}, {}", ["A", "B"][i]);
+            assert_unsealed_within_init_seen(&name, node, initialised);
+            node.token = root.clone();
+        }
+        assert_token_serves_both(&nodes[0], &nodes[1], &root);
+    }
+}
+
+#[test]
+fn concurrent_init_on_two_nodes_has_one_winner() {
+    let pg = PgCluster::start();
+    for round in 0..INIT_RACES {
+        let storage = pg_storage(&pg.new_database());
+        let a = Server::config_mode_storage(&storage, "", None, &[501]);
+        wait_for_file(&a.key_file(), &a);
+        let b = Server::config_mode_storage(&storage, "", Some(&a.key_file()), &[501]);
+
+        let barrier = Arc::new(Barrier::new(2));
+        let inits: Vec<_> = [("A", &a), ("B", &b)]
+            .into_iter()
+            .map(|(name, node)| {
+                let http = Http::new(&node.addr, "");
+                // An open connection each, so that both requests leave at the barrier.
+                expect(&http, "GET", "sys/health", None, 501);
+                let barrier = barrier.clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    let (status, body) = put_init(&http);
+                    (name, status, body)
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = inits.into_iter().map(|h| h.join().unwrap()).collect();
+        let done = Instant::now();
+
+        let winners: Vec<_> = outcomes.iter().filter(|o| o.1 == 200).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one sys/init must succeed; got {outcomes:?}"
+        );
+        let (winner, _, body) = winners[0];
+        let root = body["root_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| panic!("round {round}: no root_token from {winner}: {body}"))
+            .to_string();
+        let (loser, status, body) = outcomes.iter().find(|o| o.1 != 200).unwrap();
+        assert_eq!(
+            (*status, body),
+            (400, &json!({"errors": ["Vault is already initialized"]})),
+            "round {round}: the loser {loser}'s answer"
+        );
+
+        assert_unsealed_within_init_seen(&format!("round {round}, A"), &a, done);
+        assert_unsealed_within_init_seen(&format!("round {round}, B"), &b, done);
+        assert_token_serves_both(&a, &b, &root);
+    }
+}
+
+#[test]
+fn mounts_enabled_at_once_on_two_nodes_all_exist() {
+    let n = two_nodes();
+    let tag = uid();
+    let names: Vec<String> = (0..MOUNTS).map(|i| format!("kv{i}-{tag}")).collect();
+    let on = |i: usize| {
+        if i.is_multiple_of(2) {
+            ("A", &n.a)
+        } else {
+            ("B", &n.b)
+        }
+    };
+
+    let barrier = Arc::new(Barrier::new(MOUNTS));
+    let enables: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, mount)| {
+            let (node, server) = on(i);
+            let http = server.http();
+            expect(&http, "GET", "sys/health", None, 200);
+            let (barrier, mount) = (barrier.clone(), mount.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let r = http.post(&format!("sys/mounts/{mount}"), &json!({"type": "kv-v2"}));
+                (mount, node, r.status, r.text)
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = enables.into_iter().map(|h| h.join().unwrap()).collect();
+    let enabled = Instant::now();
+    let failed: Vec<_> = outcomes.iter().filter(|o| o.2 != 204).collect();
+    assert!(
+        failed.is_empty(),
+        "mounts not enabled (want 204): {failed:?}"
+    );
+
+    // Every mount listed by both nodes within 1 s, as a kv version 2 mount.
+    for (name, node) in [("A", &n.a), ("B", &n.b)] {
+        let http = node.http();
+        assert_within(
+            enabled,
+            PROPAGATION,
+            &format!("all {MOUNTS} mounts listed by GET sys/mounts on {name}"),
+            || {
+                let r = http.get("sys/mounts");
+                status_is(&r, 200)?;
+                let missing: Vec<_> = names
+                    .iter()
+                    .filter(|m| {
+                        let e = &r.json["data"][format!("{m}/")];
+                        e["type"] != json!("kv") || e["options"]["version"] != json!("2")
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("missing or not kv v2: {missing:?} in {}", r.text))
+                }
+            },
+        );
+    }
+
+    // Each serves: written on the node that did not enable it, read on the one that did.
+    for (i, mount) in names.iter().enumerate() {
+        let (_, enabler) = on(i);
+        let (_, other) = on(i + 1);
+        let data = json!({"mount": mount});
+        assert_eq!(other.http().put_secret(mount, "k", &data), 1, "{mount}");
+        let r = expect(
+            &enabler.http(),
+            "GET",
+            &format!("{mount}/data/k"),
+            None,
+            200,
+        );
+        assert_eq!(r.json["data"]["data"], data, "{mount}: {}", r.text);
+    }
+}

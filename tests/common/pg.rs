@@ -10,6 +10,10 @@
 //! `postgres` user, and the temp dir is given to that user. As a normal user (a CI runner), they
 //! are run directly.
 //!
+//! [`PgCluster::start_tls`] starts one with `ssl = on`: a server certificate for `localhost` (the DNS
+//! name only, no IP address) signed by a test CA made for the cluster, and a `pg_hba.conf` that
+//! either accepts TCP clients with or without TLS, or rejects those without ([`PgTls`]).
+//!
 //! The binaries come from `KVSEAL_PG_BINDIR` if set, else the highest version under
 //! `/usr/lib/postgresql/*/bin` (Debian's layout), else `pg_config --bindir`, else `PATH`. None
 //! found is a test failure saying what to install: there is no skipping.
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::{free_port, uid};
+use super::{free_port, pki, uid};
 
 /// How long PostgreSQL may take to accept connections after a start (crash recovery included).
 pub const PG_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,6 +41,15 @@ const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, postgres, pg_ctl
 struct RunAs {
     uid: u32,
     gid: u32,
+}
+
+/// TLS on a [`PgCluster`] (`ssl = on`) and what its `pg_hba.conf` does with TCP clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PgTls {
+    /// `host` lines: TCP clients are accepted with TLS or without.
+    Allowed,
+    /// `hostssl ... trust` and `hostnossl ... reject`: a TCP client without TLS is refused.
+    Required,
 }
 
 /// A PostgreSQL server of its own, for one test.
@@ -53,11 +66,26 @@ pub struct PgCluster {
     /// The postmaster (leader of its own process group).
     child: Option<Child>,
     starts: usize,
+    /// `Some` for [`PgCluster::start_tls`].
+    tls: Option<PgTls>,
 }
 
 impl PgCluster {
     /// initdb, start, wait until it accepts connections, create a database of a unique name.
     pub fn start() -> PgCluster {
+        PgCluster::start_with(None)
+    }
+
+    /// [`PgCluster::start`] with `ssl = on`. The files are in [`PgCluster::tls_dir`]: `ca.pem` (the
+    /// CA that signed the server's certificate, see [`PgCluster::ca_file`]), `other-ca.pem` (a CA
+    /// that signed nothing of this server, [`PgCluster::other_ca_file`]), `server.pem` and
+    /// `server-key.pem` (the server's certificate, for `DNS:localhost` only, and its key, owned by
+    /// the server's user and mode 0600 as PostgreSQL demands).
+    pub fn start_tls(tls: PgTls) -> PgCluster {
+        PgCluster::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<PgTls>) -> PgCluster {
         let bindir = pg_bindir();
         let run_as = run_as();
         let tmp = tempfile::Builder::new()
@@ -85,6 +113,7 @@ impl PgCluster {
             db: format!("kvseal_{}", uid()),
             child: None,
             starts: 0,
+            tls,
         };
         let out = pg
             .command("initdb")
@@ -95,13 +124,78 @@ impl PgCluster {
             .output()
             .unwrap_or_else(|e| panic!("running initdb: {e}\n{INSTALL_HINT}"));
         assert_success("initdb", &out);
+        if let Some(tls) = tls {
+            pg.make_tls_files();
+            pg.write_hba(tls);
+        }
         pg.start_again();
         let db = pg.db.clone();
         pg.psql_on(&pg.admin_url(), &format!("CREATE DATABASE {db}"));
         pg
     }
 
-    /// `postgres://postgres@127.0.0.1:PORT/DB?sslmode=disable` for the test's database.
+    /// The CA, another CA, and the server's certificate and key (see [`PgCluster::start_tls`]).
+    fn make_tls_files(&self) {
+        let dir = self.tls_dir();
+        fs::create_dir_all(&dir).expect("mkdir tls");
+        pki::make_ca(&dir, "ca");
+        pki::make_ca(&dir, "other-ca");
+        pki::make_leaf(
+            &dir,
+            "ca",
+            "server",
+            "/CN=localhost",
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n",
+            "0x2001",
+        );
+        let key = dir.join("server-key.pem");
+        if let Some(u) = self.run_as {
+            for p in [&dir, &dir.join("server.pem"), &key] {
+                std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid))
+                    .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", p.display()));
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("chmod 600 {}: {e}", key.display()));
+    }
+
+    /// Replaces initdb's `pg_hba.conf`: the unix socket is trusted; TCP on 127.0.0.1 as `tls` says.
+    fn write_hba(&self, tls: PgTls) {
+        let tcp = match tls {
+            PgTls::Allowed => "host all all 127.0.0.1/32 trust\n",
+            PgTls::Required => {
+                "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n"
+            }
+        };
+        let path = self.data.join("pg_hba.conf");
+        fs::write(&path, format!("local all all trust\n{tcp}"))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+
+    /// Where [`PgCluster::start_tls`] keeps its certificates.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root().join("tls")
+    }
+
+    /// The CA that signed the server's certificate (TLS clusters only).
+    pub fn ca_file(&self) -> PathBuf {
+        assert!(self.tls.is_some(), "ca_file needs PgCluster::start_tls");
+        self.tls_dir().join("ca.pem")
+    }
+
+    /// A CA that signed nothing of this server (TLS clusters only).
+    pub fn other_ca_file(&self) -> PathBuf {
+        assert!(
+            self.tls.is_some(),
+            "other_ca_file needs PgCluster::start_tls"
+        );
+        self.tls_dir().join("other-ca.pem")
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/DB?sslmode=disable` for the test's database
+    /// (`sslmode=require` on a cluster of [`PgTls::Required`]).
     pub fn url(&self) -> String {
         self.url_of(&self.db)
     }
@@ -112,10 +206,17 @@ impl PgCluster {
     }
 
     fn url_of(&self, db: &str) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
-            self.port
-        )
+        let mode = match self.tls {
+            Some(PgTls::Required) => "require",
+            None | Some(PgTls::Allowed) => "disable",
+        };
+        self.url_with("postgres", "127.0.0.1", db, &format!("sslmode={mode}"))
+    }
+
+    /// `postgres://USERINFO@HOST:PORT/DB?QUERY` on this server (`userinfo` may hold a password:
+    /// the server trusts every local client and never asks for it).
+    pub fn url_with(&self, userinfo: &str, host: &str, db: &str, query: &str) -> String {
+        format!("postgres://{userinfo}@{host}:{}/{db}?{query}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -129,9 +230,15 @@ impl PgCluster {
 
     /// Creates another empty database and returns its URL.
     pub fn new_database(&self) -> String {
+        let db = self.create_database();
+        self.url_of(&db)
+    }
+
+    /// Creates another empty database and returns its name.
+    pub fn create_database(&self) -> String {
         let db = format!("kvseal_{}", uid());
         self.psql_on(&self.admin_url(), &format!("CREATE DATABASE {db}"));
-        self.url_of(&db)
+        db
     }
 
     /// Runs `sql` on the test's database; returns psql's unaligned, tuples-only output
@@ -195,6 +302,7 @@ impl PgCluster {
             .arg(&self.sock)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=32MB"])
+            .args(self.tls_args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -203,6 +311,22 @@ impl PgCluster {
             .unwrap_or_else(|e| panic!("spawning postgres: {e}\n{INSTALL_HINT}"));
         self.child = Some(child);
         self.wait_ready();
+    }
+
+    /// `-c ssl=on` and the certificate files, on a TLS cluster.
+    fn tls_args(&self) -> Vec<String> {
+        if self.tls.is_none() {
+            return Vec::new();
+        }
+        let dir = self.tls_dir();
+        vec![
+            "-c".into(),
+            "ssl=on".into(),
+            "-c".into(),
+            format!("ssl_cert_file={}", dir.join("server.pem").display()),
+            "-c".into(),
+            format!("ssl_key_file={}", dir.join("server-key.pem").display()),
+        ]
     }
 
     fn wait_ready(&mut self) {
