@@ -300,11 +300,15 @@ fn assert_refused(pg: &PgCluster, db: &str, url: &str, password: &str) {
         !stdout.contains(password) && !stderr.contains(password),
         "the database password appears in kvseal's output\n{shown}"
     );
-    // What kvseal prints today, the same for every refusal: it names neither the connection (host,
-    // port, database) nor the cause (a certificate refused, pg_hba.conf's reject).
+    // The refusal names the connection (its URL, password masked) and the cause after it.
     assert!(
-        stderr.contains("error: storage unavailable: the database does not answer"),
-        "stderr does not say the database could not be reached\n{shown}"
+        stderr.contains("error: storage error: cannot connect to the database postgres://")
+            && stderr.contains(":***@"),
+        "stderr does not name the database connection\n{shown}"
+    );
+    assert!(
+        stderr.contains("certificate verify failed") || stderr.contains("pg_hba.conf"),
+        "stderr does not say why the connection failed\n{shown}"
     );
     // Nothing was written in the database.
     let admin = pg.url_with("postgres", "127.0.0.1", db, "sslmode=prefer");

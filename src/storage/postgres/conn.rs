@@ -207,6 +207,9 @@ pub struct Pool {
     state: Mutex<PoolState>,
     freed: Condvar,
     max: usize,
+    /// Why the last connection attempt failed, with its causes (for the start-up error; clients
+    /// get "the database does not answer" and no detail).
+    last_error: Mutex<Option<String>>,
 }
 
 impl Pool {
@@ -220,6 +223,7 @@ impl Pool {
             }),
             freed: Condvar::new(),
             max: max.max(1),
+            last_error: Mutex::new(None),
         }
     }
 
@@ -311,8 +315,11 @@ impl Pool {
         let client = futures_executor::block_on(task)
             .map_err(|e| StorageError::Other(format!("connecting: {e}")))?
             .map_err(|e| {
-                // The detail (host, the server's words) goes to the log, not to clients.
-                tracing::debug!(database = %self.shown(), error = %e, "cannot connect to the database");
+                // The detail (host, the server's words, TLS's reason) goes to the log and to the
+                // start-up error, not to clients.
+                let cause = causes(&e);
+                tracing::debug!(database = %self.shown(), error = %cause, "cannot connect to the database");
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause);
                 StorageError::Unavailable("the database does not answer".into())
             })?;
         Ok(PgConn {
@@ -320,6 +327,29 @@ impl Pool {
             statements: Mutex::new(HashMap::new()),
         })
     }
+}
+
+/// Why the last connection attempt failed, if one did.
+impl Pool {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// An error with its chain of causes (tokio-postgres's own message leaves out the server's words
+/// and OpenSSL's reason, which are its source).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
 
 async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(conn: F) {

@@ -109,7 +109,17 @@ impl PgStore {
             next_shared: std::sync::atomic::AtomicUsize::new(0),
             rt,
         };
-        store.migrate()?;
+        // A node does not start on a database it cannot reach: say which and why (the URL without
+        // its password).
+        store
+            .migrate()
+            .map_err(|e| match (e, store.pool.last_error()) {
+                (StorageError::Unavailable(_), Some(cause)) => StorageError::Other(format!(
+                    "cannot connect to the database {}: {cause}",
+                    store.describe()
+                )),
+                (e, _) => e,
+            })?;
         Ok(store)
     }
 
