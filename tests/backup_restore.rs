@@ -255,61 +255,14 @@ fn backup_under_load_restores_every_acknowledged_write() {
     eprintln!("checked {n1} writes from the API snapshot and {n2} from the operator backup");
 }
 
-/// A configuration on a PostgreSQL store (file seal, key file `<dir>/root.key`).
-fn pg_config(dir: &Path, url: &str, port: u16) -> PathBuf {
-    let cfg = dir.join(format!("pg-{port}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[listener]\naddress = \"127.0.0.1:{port}\"\ntls_disable = true\n\
-             [storage]\ntype = \"postgresql\"\nconnection_url = \"{url}\"\n\
-             [seal]\ntype = \"file\"\nkey_file = \"{}\"\n[log]\nlevel = \"warn\"\n",
-            dir.join("root.key").display()
-        ),
-    )
-    .unwrap();
-    cfg
-}
-
-/// Starts a node on a new PostgreSQL store and initialises it; returns it with its root token.
-fn pg_node(dir: &Path, url: &str) -> (Proc, PathBuf, Http) {
-    let port = free_port();
-    let cfg = pg_config(dir, url, port);
-    let proc = Proc(
-        Command::new(BIN)
-            .args(["server", "--config"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let host = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while common::raw_get_status(&host, "/v1/sys/health") != Some(501) {
-        assert!(
-            Instant::now() < deadline,
-            "the node on PostgreSQL did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let base = format!("http://{host}");
-    let r = Http::new(&base, "").request(
-        "PUT",
-        "sys/init",
-        Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
-    );
-    assert_eq!(r.status, 200, "sys/init: {}", r.text);
-    let token = r.json["root_token"].as_str().unwrap().to_string();
-    while common::raw_get_status(&host, "/v1/sys/health") != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "the node on PostgreSQL did not unseal"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (proc, cfg, Http::new(&base, &token))
+/// A config-mode node on the PostgreSQL database `url`, initialised: the node, its config file (for
+/// `kvseal operator`) and a root client.
+fn pg_node(url: &str) -> (Server, PathBuf, Http) {
+    let storage = format!("type = \"postgresql\"\nconnection_url = \"{url}\"\n");
+    let mut node = Server::config_mode_storage(&storage, "", None, &[501]);
+    node.init();
+    let (cfg, http) = (node.config_file(), node.http());
+    (node, cfg, http)
 }
 
 /// `v` of the latest version of `secret/<key>`, or the status when it is not 200.
@@ -325,7 +278,7 @@ fn latest(http: &Http, key: &str) -> Result<String, u16> {
 fn a_postgresql_backup_restores_into_its_store_while_a_node_serves_it() {
     let pg = common::pg::PgCluster::start();
     let dir = tempfile::tempdir().unwrap();
-    let (_node, cfg, http) = pg_node(dir.path(), &pg.url());
+    let (_node, cfg, http) = pg_node(&pg.url());
     http.put_secret("secret", "kept", &json!({"v": "1"}));
     http.put_secret("secret", "changed", &json!({"v": "1"}));
 
@@ -382,10 +335,10 @@ fn a_postgresql_backup_restores_into_its_store_while_a_node_serves_it() {
 #[test]
 fn a_postgresql_restore_refuses_a_backup_of_another_store_and_changes_nothing() {
     let pg = common::pg::PgCluster::start();
-    let (mine, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_a, cfg, http) = pg_node(mine.path(), &pg.url());
+    let other = tempfile::tempdir().unwrap();
+    let (_a, cfg, http) = pg_node(&pg.url());
     http.put_secret("secret", "mine", &json!({"v": "1"}));
-    let (_b, other_cfg, other_http) = pg_node(other.path(), &pg.new_database());
+    let (_b, other_cfg, other_http) = pg_node(&pg.new_database());
     other_http.put_secret("secret", "theirs", &json!({"v": "1"}));
     let foreign = other.path().join("other.db");
     let (ok, text) = operator(&[

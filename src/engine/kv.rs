@@ -192,6 +192,30 @@ pub(super) fn read_secret(
     open_cached(keyring, cache, mount_id, path, &row).map(Some)
 }
 
+/// The version a read asks for (`None` or 0: the current one): its number, metadata and the key's
+/// custom metadata, or the answer when it is deactivated or destroyed. A missing version is
+/// `NotFound`.
+#[allow(clippy::type_complexity)]
+fn readable_version(
+    rec: &SecretRecord,
+    version: Option<u64>,
+    now: Nanos,
+) -> EngineResult<Result<(u64, VersionMeta, Option<BTreeMap<String, String>>), VersionRead>> {
+    let v = match version {
+        None | Some(0) => rec.meta.current_version,
+        Some(v) => v,
+    };
+    let vm = rec.version(v).cloned().ok_or(EngineError::NotFound)?;
+    let custom_metadata = rec.meta.custom_metadata.clone();
+    if vm.state(now) != VersionState::Active {
+        return Ok(Err(VersionRead::Gone {
+            version: vm,
+            custom_metadata,
+        }));
+    }
+    Ok(Ok((v, vm, custom_metadata)))
+}
+
 /// Opens a key record through the record cache.
 fn open_cached(
     keyring: &Keyring,
@@ -412,18 +436,10 @@ impl Engine {
             .read_one(|tx| tx.get_secret_and_latest(mount.id, path.as_str()))?
             .ok_or(EngineError::NotFound)?;
         let rec = open_cached(keyring, &self.record_cache, mount.id, path.as_str(), &row)?;
-        let v = match version {
-            None | Some(0) => rec.meta.current_version,
-            Some(v) => v,
+        let (v, vm, custom_metadata) = match readable_version(&rec, version, now)? {
+            Ok(found) => found,
+            Err(gone) => return Ok(gone),
         };
-        let vm = rec.version(v).cloned().ok_or(EngineError::NotFound)?;
-        let custom_metadata = rec.meta.custom_metadata.clone();
-        if vm.state(now) != VersionState::Active {
-            return Ok(VersionRead::Gone {
-                version: vm,
-                custom_metadata,
-            });
-        }
         match latest {
             Some((n, blob)) if n == v => Ok(VersionRead::Data {
                 data: open_version(keyring, mount.id, path.as_str(), v, &blob)?,
@@ -445,18 +461,10 @@ impl Engine {
         self.store.read(|tx| {
             let rec = read_secret(tx, keyring, &self.record_cache, mount.id, path.as_str())?
                 .ok_or(EngineError::NotFound)?;
-            let v = match version {
-                None | Some(0) => rec.meta.current_version,
-                Some(v) => v,
+            let (v, vm, custom_metadata) = match readable_version(&rec, version, now)? {
+                Ok(found) => found,
+                Err(gone) => return Ok(gone),
             };
-            let vm = rec.version(v).cloned().ok_or(EngineError::NotFound)?;
-            let custom_metadata = rec.meta.custom_metadata.clone();
-            if vm.state(now) != VersionState::Active {
-                return Ok(VersionRead::Gone {
-                    version: vm,
-                    custom_metadata,
-                });
-            }
             let data = decrypt(keyring, tx, mount.id, path.as_str(), v)?;
             Ok(VersionRead::Data {
                 data,
