@@ -10,23 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
 
 # Install the pinned clients only when something is missing or at another version.
-if ! "$PY" - "$here/requirements.txt" <<'PYEOF'
-import sys
-from importlib import metadata
-for line in open(sys.argv[1]):
-    line = line.split("#", 1)[0].strip()
-    if not line:
-        continue
-    name, want = line.split("==")
-    try:
-        if metadata.version(name) != want:
-            sys.exit(1)
-    except metadata.PackageNotFoundError:
-        sys.exit(1)
-PYEOF
-then
-    "$PY" -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
-fi
+bash "$here/ensure_requirements.sh"
 
 if [[ -z "${COMPAT_TARGET:-}" ]]; then
     if [[ -n "${KVSEAL_BIN:-}" ]]; then COMPAT_TARGET=kvseal; else COMPAT_TARGET=bao; fi
