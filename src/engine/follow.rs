@@ -63,11 +63,50 @@ impl Engine {
 
     pub(super) fn reload_keyring(&self) -> EngineResult<()> {
         let seal_key = self.seal_key()?;
-        let (_, ring) = self
-            .store
-            .read(|tx| seal::open_stored_keys(tx, &seal_key))?;
+        let (_, ring) = match self.store.read(|tx| seal::open_stored_keys(tx, &seal_key)) {
+            Err(EngineError::Crypto) => {
+                let key = self.adopt_rekeyed_seal_key()?;
+                self.store.read(|tx| seal::open_stored_keys(tx, &key))?
+            }
+            other => other?,
+        };
         self.mem.set_keyring(Arc::new(ring));
         Ok(())
+    }
+
+    /// The seal key for a key change (`sys/rotate`, `sys/rotate/root`): on a shared store, one that
+    /// still opens the stored root key, taken from the barrier if another node rekeyed since the
+    /// last poll.
+    pub(super) fn seal_key_now(&self) -> EngineResult<crate::crypto::Key32> {
+        let key = self.seal_key()?;
+        if !self.store.is_shared() {
+            return Ok(key);
+        }
+        match self.store.read(|tx| seal::open_stored_keys(tx, &key)) {
+            Err(EngineError::Crypto) => self.adopt_rekeyed_seal_key(),
+            Err(e) => Err(e),
+            Ok(_) => Ok(key),
+        }
+    }
+
+    /// Another node rekeyed (the stored root key no longer opens with this node's seal key): takes
+    /// the new seal key it left in the barrier, if it opens the stored root key. Without one, this
+    /// node cannot follow the store any more; the error says so (a restart and an unseal with the
+    /// new shares bring it back).
+    fn adopt_rekeyed_seal_key(&self) -> EngineResult<crate::crypto::Key32> {
+        let key = self.rekeyed_seal_key()?.ok_or_else(|| {
+            EngineError::Storage(
+                "the stored root key no longer opens with this node's seal key, and no rekey left                  a new one"
+                    .into(),
+            )
+        })?;
+        self.store.read(|tx| seal::open_stored_keys(tx, &key))?;
+        let mut keys = self.mem.keys.write().unwrap_or_else(|p| p.into_inner());
+        if keys.keyring.is_some() {
+            keys.seal_key = Some(key.clone());
+        }
+        tracing::info!("the unseal keys were changed on another node (rekey); following");
+        Ok(key)
     }
 
     /// Reads the mount table again on a shared store; whether it changed.
@@ -160,7 +199,14 @@ impl Engine {
             SealStatus::Sealed => {}
             SealStatus::Unsealed => {
                 if let Ok(key) = self.seal_key() {
-                    self.unseal_with(key)?;
+                    match self.unseal_with(key) {
+                        // Rekeyed on another node: its new seal key is in the barrier.
+                        Err(EngineError::Crypto) => {
+                            let key = self.adopt_rekeyed_seal_key()?;
+                            self.unseal_with(key)?;
+                        }
+                        other => other?,
+                    }
                 }
             }
         }

@@ -8,6 +8,8 @@ pub mod clock;
 pub mod duration;
 pub mod error;
 mod follow;
+pub mod generate_root;
+mod key_shares;
 mod kv;
 mod migrate_v1;
 pub mod model;
@@ -15,6 +17,7 @@ mod mounts;
 pub mod path;
 mod policies;
 mod record_cache;
+pub mod rekey;
 mod rewrap;
 pub mod seal;
 mod states;
@@ -101,6 +104,9 @@ pub struct Engine {
     record_cache: record_cache::RecordCache,
     /// Whether a shared store answered its last poll (see `follow`).
     storage_ok: std::sync::atomic::AtomicBool,
+    /// The generate-root attempt and the rekey in progress (in memory, as Vault keeps them).
+    root_generation: generate_root::RootGeneration,
+    rekey: rekey::RekeyState,
 }
 
 impl Engine {
@@ -131,6 +137,8 @@ impl Engine {
             mount_cache: Default::default(),
             record_cache: Default::default(),
             storage_ok: std::sync::atomic::AtomicBool::new(true),
+            root_generation: Default::default(),
+            rekey: Default::default(),
         };
         if initialized {
             if let SealMode::File(key) = &engine.seal_mode {

@@ -93,6 +93,17 @@ pub(super) fn parse_seal_config(raw: &[u8]) -> Option<(&'static str, usize)> {
     Some((cfg.kind.name(), cfg.threshold))
 }
 
+/// The `seal_config` fact of a Shamir seal of `shares` shares, any `threshold` of which unseal (what
+/// a rekey stores).
+pub(super) fn shamir_config(shares: usize, threshold: usize) -> EngineResult<Vec<u8>> {
+    let cfg = SealConfig {
+        kind: SealKindName::Shamir,
+        shares,
+        threshold,
+    };
+    serde_json::to_vec(&cfg).map_err(|e| EngineError::Storage(e.to_string()))
+}
+
 fn read_config(store: &Store) -> EngineResult<Option<SealConfig>> {
     let raw = store.read(|tx| tx.get_fact(SEAL_CONFIG_FACT))?;
     Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
@@ -415,6 +426,9 @@ impl Engine {
         self.mem.acl_cache.invalidate();
         self.token_cache.invalidate();
         self.record_cache.clear();
+        // A generate-root or rekey attempt holds an OTP, shares and seal keys: they go too.
+        self.root_generation.clear();
+        self.rekey.clear();
         Ok(())
     }
 
@@ -439,7 +453,7 @@ impl Engine {
     /// stored root key, in the transaction that stores it.
     pub async fn rotate_keyring(&self) -> EngineResult<(u32, i64)> {
         let guard = self.admin_lock().await;
-        let seal_key = self.seal_key()?;
+        let seal_key = self.seal_key_now()?;
         let now = self.clock.now();
         self.admin_write(
             guard,
@@ -462,7 +476,7 @@ impl Engine {
     /// under the seal key, in one transaction. Unseal shares and the key file stay valid.
     pub async fn rotate_root_key(&self) -> EngineResult<()> {
         let guard = self.admin_lock().await;
-        let seal_key = self.seal_key()?;
+        let seal_key = self.seal_key_now()?;
         self.admin_write(
             guard,
             move |tx| {

@@ -52,18 +52,15 @@ impl Token {
     /// `kvs.` followed by 32 base62 characters (about 190 bits of entropy); the prefix makes leaked
     /// kvseal tokens recognisable to secret scanners, as Vault's `hvs.` does.
     pub fn generate() -> Self {
-        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        // Each character takes a random byte modulo 62, drawn again when >= 248 (4 * 62) so that every
-        // character is uniform.
-        let mut out = String::from("kvs.");
-        let mut rng = rand::rngs::OsRng;
-        while out.len() < 36 {
-            let mut b = [0u8; 1];
-            rng.fill_bytes(&mut b);
-            if b[0] < 248 {
-                out.push(ALPHABET[(b[0] % 62) as usize] as char);
-            }
-        }
+        Self::generate_of_length(TOKEN_LENGTH)
+    }
+
+    /// `kvs.` followed by `len - 4` base62 characters: a root token made by `sys/generate-root` has
+    /// the length of the one-time password it is encoded with (see `generate_root`).
+    pub(super) fn generate_of_length(len: usize) -> Self {
+        let mut out = String::with_capacity(len);
+        out.push_str("kvs.");
+        out.push_str(&random_base62(len.saturating_sub(4)));
         Self(out)
     }
 
@@ -76,6 +73,25 @@ impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(<redacted>)")
     }
+}
+
+/// The length of the tokens kvseal makes (`kvs.` and 32 characters).
+pub const TOKEN_LENGTH: usize = 36;
+
+/// `n` random base62 characters, wiped from memory when dropped. Each character takes a random byte
+/// modulo 62, drawn again when >= 248 (4 * 62) so that every character is uniform.
+pub(super) fn random_base62(n: usize) -> zeroize::Zeroizing<String> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(n));
+    let mut rng = rand::rngs::OsRng;
+    while out.len() < n {
+        let mut b = [0u8; 1];
+        rng.fill_bytes(&mut b);
+        if b[0] < 248 {
+            out.push(ALPHABET[(b[0] % 62) as usize] as char);
+        }
+    }
+    out
 }
 
 /// Who is calling, once their token has been checked: the token and its stored entry.

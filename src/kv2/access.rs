@@ -23,6 +23,14 @@ fn needs_sudo(path: &str) -> bool {
         "sys/storage/raft/snapshot",
         "sys/backup",
     ];
+    // OpenBao's rekey under `sys/rotate/root/` is not a root path there (only `rotate/root`
+    // itself is): the current unseal key shares are its authorisation.
+    if ["init", "update", "verify", "backup"]
+        .iter()
+        .any(|s| path.strip_prefix("sys/rotate/root/") == Some(s))
+    {
+        return false;
+    }
     // Vault's root paths `remount` (only itself: its `status/<id>` needs `read`) and `auth/*`
     // (every method's own path; the listing `sys/auth` needs `read`).
     path == "sys/remount"
@@ -134,6 +142,13 @@ mod tests {
         for (path, sudo) in [
             ("sys/rotate", true),
             ("sys/rotate/root", true),
+            ("sys/rotate/root/init", false),
+            ("sys/rotate/root/update", false),
+            ("sys/rotate/root/verify", false),
+            ("sys/rotate/root/backup", false),
+            ("sys/rotate/root/other", true),
+            ("sys/generate-root-token/attempt", false),
+            ("sys/rekey/backup", false),
             ("sys/rotatex", false),
             ("sys/audit/file", true),
             ("sys/audit-hash/file", false),

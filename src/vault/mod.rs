@@ -5,12 +5,15 @@
 
 mod auth_cert;
 pub(crate) mod auth_token;
+mod key_share;
 pub(crate) mod routes;
 mod sys_audit;
 mod sys_auth;
+mod sys_generate_root;
 mod sys_health;
 pub(crate) mod sys_mounts;
 mod sys_policy;
+mod sys_rekey;
 mod sys_remount;
 mod sys_seal;
 #[cfg(test)]
@@ -19,6 +22,10 @@ mod tests;
 mod tests_acl;
 #[cfg(test)]
 mod tests_audit;
+#[cfg(test)]
+mod tests_generate_root;
+#[cfg(test)]
+mod tests_rekey;
 #[cfg(test)]
 mod tests_remount;
 #[cfg(test)]
@@ -133,7 +140,7 @@ async fn dispatch(
     let engine = &state.engine;
     let path = req.path.as_str();
     let caller = match (kind, caller) {
-        (routes::Kind::Public, _) => return Ok((sys_health::route(engine, req).await?, "system")),
+        (routes::Kind::Public, _) => return Ok((public_route(engine, req).await?, "system")),
         (routes::Kind::CertLogin, _) => {
             return Ok((auth_cert::login(state, http, req).await?, "cert"))
         }
@@ -154,6 +161,12 @@ async fn dispatch(
         if let Some(r) = sys_seal::route(&ctx, rest).await {
             return Ok((r?, "system"));
         }
+        if let Some(r) = sys_generate_root::route(engine, req, rest).await {
+            return Ok((r?, "system"));
+        }
+        if let Some(r) = sys_rekey::route(engine, req, rest).await {
+            return Ok((r?, "system"));
+        }
         if let Some(r) = sys_audit::route(&ctx, rest).await {
             return Ok((r?, "system"));
         }
@@ -171,5 +184,17 @@ async fn dispatch(
     match engine.resolve(path) {
         Some((mount, rest)) => Ok((kv::route(&ctx, &mount, rest).await?, "kv")),
         None => Err(VaultError::NoHandler(path.to_string())),
+    }
+}
+
+/// The unauthenticated routes (`routes::UNAUTHENTICATED`), by family.
+async fn public_route(engine: &crate::engine::Engine, req: &VaultRequest) -> VaultResult<Reply> {
+    let path = req.path.as_str();
+    if path.starts_with("sys/generate-root/") {
+        sys_generate_root::public_route(engine, req).await
+    } else if path.starts_with("sys/rekey/") {
+        sys_rekey::public_route(engine, req).await
+    } else {
+        sys_health::route(engine, req).await
     }
 }

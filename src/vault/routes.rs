@@ -10,7 +10,8 @@ use crate::pipeline::Access;
 /// Which handler family serves a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// `sys/health`, `sys/seal-status`, `sys/leader`, `sys/init`, `sys/unseal`.
+    /// `sys/health`, `sys/seal-status`, `sys/leader`, `sys/init`, `sys/unseal`, and Vault's
+    /// generate-root and rekey routes.
     Public,
     /// `auth/cert/login`: authenticates by the connection's client certificate.
     CertLogin,
@@ -20,13 +21,19 @@ pub enum Kind {
 
 /// The paths Vault serves without a token, and whether they spend the client's rate budget.
 /// Documented in README.md's security section; `tests/routes_access.rs` holds every other route
-/// to a token.
-pub const UNAUTHENTICATED: [(&str, bool); 5] = [
+/// to a token. Generate-root and rekey are authorised by the unseal key shares they are given, as
+/// in Vault; anyone may start or cancel them, so every call spends the budget.
+pub const UNAUTHENTICATED: [(&str, bool); 10] = [
     ("sys/health", false),
     ("sys/seal-status", false),
     ("sys/leader", false),
     ("sys/init", false),
     ("sys/unseal", true),
+    (super::sys_generate_root::ATTEMPT, true),
+    (super::sys_generate_root::UPDATE, true),
+    (super::sys_rekey::INIT, true),
+    (super::sys_rekey::UPDATE, true),
+    (super::sys_rekey::VERIFY, true),
 ];
 
 /// The kind and the declared access of a Vault request.

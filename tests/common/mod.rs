@@ -127,6 +127,8 @@ pub struct Server {
     tables_extra: String,
     /// The body of `[storage]` (config mode); `None`: SQLite in [`Server::storage_dir`].
     storage: Option<String>,
+    /// The body of `[seal]` (config mode); `None`: the file seal with [`Server::key_file`].
+    seal: Option<String>,
 }
 
 impl Server {
@@ -162,6 +164,7 @@ impl Server {
             listener_extra: String::new(),
             tables_extra: String::new(),
             storage: None,
+            seal: None,
         })
     }
 
@@ -197,6 +200,7 @@ impl Server {
             listener_extra: String::new(),
             tables_extra: String::new(),
             storage: None,
+            seal: None,
         };
         s.spawn();
         s.wait_ready(&[200]);
@@ -254,6 +258,21 @@ impl Server {
         s
     }
 
+    /// A config-mode server with the Shamir seal whose `[storage]` table holds `storage`; it starts
+    /// uninitialised (health 501) and, once initialised, sealed until given its unseal keys.
+    pub fn config_mode_shamir(storage: &str) -> Server {
+        let tmp = tempfile::Builder::new()
+            .prefix("kvseal-cfg-")
+            .tempdir()
+            .expect("tempdir");
+        let mut s = Server::config_in(tmp, None);
+        s.storage = Some(storage.to_string());
+        s.seal = Some("type = \"shamir\"\n".to_string());
+        s.spawn();
+        s.wait_ready(&[501, 503]);
+        s
+    }
+
     /// A config-mode server (not yet spawned) whose files live in `tmp`.
     fn config_in(tmp: TempDir, tls: Option<TlsConfig>) -> Server {
         let dir = tmp.path().to_path_buf();
@@ -274,6 +293,7 @@ impl Server {
             listener_extra: String::new(),
             tables_extra: String::new(),
             storage: None,
+            seal: None,
         }
     }
 
@@ -328,13 +348,18 @@ impl Server {
             Some(s) => s.clone(),
             None => format!("path = \"{}\"", self.storage_dir().display()),
         };
+        let seal = match &self.seal {
+            Some(s) => s.clone(),
+            None => format!(
+                "type = \"file\"\nkey_file = \"{}\"\n",
+                self.key_file().display()
+            ),
+        };
         let cfg = format!(
             "[listener]\naddress = \"127.0.0.1:{port}\"\n{listener}\n{}\n\n\
              [storage]\n{storage}\n\n\
-             [seal]\ntype = \"file\"\nkey_file = \"{}\"\n\n{tables}\n{}\n",
-            self.listener_extra,
-            self.key_file().display(),
-            self.tables_extra
+             [seal]\n{seal}\n{tables}\n{}\n",
+            self.listener_extra, self.tables_extra
         );
         fs::write(self.config_file(), cfg).expect("write config");
     }
@@ -463,6 +488,14 @@ impl Server {
         self.kill9();
         self.spawn();
         self.wait_ready(&[200]);
+    }
+
+    /// Restarts a Shamir-sealed server on the same files after a kill; waits until it answers
+    /// sealed (503).
+    pub fn restart_sealed(&mut self) {
+        self.kill9();
+        self.spawn();
+        self.wait_ready(&[503]);
     }
 
     pub fn pid(&self) -> Option<u32> {
