@@ -160,7 +160,28 @@ impl Engine {
             SealStatus::Sealed => {}
             SealStatus::Unsealed => {
                 if let Ok(key) = self.seal_key() {
-                    self.unseal_with(key)?;
+                    let old = self.keyring()?;
+                    match self.unseal_with(key) {
+                        Ok(()) => {
+                            // A snapshot restored on another node may lack keys this node seals
+                            // with (see `Keyring::retire`).
+                            if !self.keyring()?.contains(&old) {
+                                old.retire();
+                            }
+                        }
+                        // The stored root key no longer opens with this node's seal key: another
+                        // node restored a snapshot of another store (`snapshot-force`). Vault seals
+                        // every node then; its unseal keys unseal each again.
+                        Err(EngineError::Crypto) => {
+                            old.retire();
+                            self.mem.forget_keys();
+                            self.record_cache.clear();
+                            tracing::warn!(
+                                "the store's root key does not open with this node's seal key (a snapshot of another store was restored); sealed"
+                            );
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }

@@ -15,11 +15,14 @@ mod mounts;
 pub mod path;
 mod policies;
 mod record_cache;
+mod restore;
 mod rewrap;
 pub mod seal;
 mod states;
 #[cfg(test)]
 mod tests_admin;
+#[cfg(test)]
+mod tests_restore;
 mod token_entry;
 mod token_roles;
 pub mod tokens;
@@ -33,6 +36,7 @@ use clock::Clock;
 use error::{EngineError, EngineResult};
 use model::Mount;
 
+pub use restore::{Restored, Upload};
 pub use seal::{SealMode, SealStatus};
 pub use states::{SecretSummary, SecretView};
 pub use tokens::{Identity, Token};
