@@ -112,6 +112,10 @@ pub struct Limits {
     /// A request still running after this long is answered 503 (a duration, as "90s").
     #[serde(default = "default_request_timeout")]
     pub request_timeout: String,
+    /// Largest snapshot an online restore (`POST sys/storage/raft/snapshot`) takes, in bytes: the
+    /// uploaded archive, and the database inside it. Beyond it: 413, nothing replaced.
+    #[serde(default = "default_max_snapshot_size")]
+    pub max_snapshot_size: u64,
 }
 
 impl Default for Limits {
@@ -124,6 +128,7 @@ impl Default for Limits {
             max_json_array_elements: default_json_entries(),
             max_json_string_length: default_json_string(),
             request_timeout: default_request_timeout(),
+            max_snapshot_size: default_max_snapshot_size(),
         }
     }
 }
@@ -150,6 +155,13 @@ fn default_json_entries() -> usize {
 /// A single string may be as large as a request (a secret holding one big file is legitimate).
 fn default_json_string() -> usize {
     DEFAULT_MAX_REQUEST_SIZE
+}
+
+/// 1 GiB: a store of several hundred thousand secrets. The upload goes to a temporary file (with
+/// the database taken out of it, about twice the archive on disk while it is verified), never to
+/// memory.
+fn default_max_snapshot_size() -> u64 {
+    1024 * 1024 * 1024
 }
 
 /// Vault's default `max_request_duration`.
@@ -585,6 +597,12 @@ impl Config {
                     "{:?} is not a positive duration",
                     self.limits.request_timeout
                 ),
+            ));
+        }
+        if self.limits.max_snapshot_size == 0 {
+            return Err((
+                "limits.max_snapshot_size",
+                "must be a positive number of bytes".into(),
             ));
         }
         if self.limits.max_json_depth == 0 || self.limits.max_json_depth > 128 {

@@ -355,6 +355,8 @@ fn vault_routes() -> Vec<Route> {
         ("DELETE", "sys/audit/f", None),
         ("POST", "sys/audit-hash/f", Some(json!({"input": "x"}))),
         ("GET", "sys/storage/raft/snapshot", None),
+        ("POST", "sys/storage/raft/snapshot", None),
+        ("POST", "sys/storage/raft/snapshot-force", None),
         ("POST", "auth/token/create", empty.clone()),
         ("POST", "auth/token/create-orphan", empty.clone()),
         ("POST", "auth/token/create/r", empty.clone()),

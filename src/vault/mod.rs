@@ -13,6 +13,7 @@ pub(crate) mod sys_mounts;
 mod sys_policy;
 mod sys_remount;
 mod sys_seal;
+mod sys_storage;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -21,6 +22,8 @@ mod tests_acl;
 mod tests_audit;
 #[cfg(test)]
 mod tests_remount;
+#[cfg(test)]
+mod tests_restore;
 #[cfg(test)]
 mod tests_seal;
 
@@ -99,6 +102,7 @@ impl Api for VaultApi {
         Ok(Routed {
             audit_path: req.path.clone(),
             audit_op: req.op.name(),
+            body: routes::body(&req),
             route: VaultRoute { req, kind },
             access,
         })
@@ -115,6 +119,11 @@ impl Api for VaultApi {
 
     async fn handle(call: Call<'_, VaultRoute>) -> VaultResult<HttpResponse> {
         let VaultRoute { mut req, kind } = call.route;
+        if let Some(upload) = call.upload {
+            // A snapshot restore (the only route whose body is a file): see `routes::body`.
+            let reply = sys_storage::restore(call.state, &req, upload).await?;
+            return Ok(reply.render(call.rid, "system"));
+        }
         if matches!(req.op, request::Op::Update | request::Op::Patch) {
             req.body = request::parse_body(call.http, &call.body)?;
         }
@@ -152,6 +161,9 @@ async fn dispatch(
             return Ok((r?, "system"));
         }
         if let Some(r) = sys_seal::route(&ctx, rest).await {
+            return Ok((r?, "system"));
+        }
+        if let Some(r) = sys_storage::route(&ctx, rest).await {
             return Ok((r?, "system"));
         }
         if let Some(r) = sys_audit::route(&ctx, rest).await {
