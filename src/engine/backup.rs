@@ -269,7 +269,8 @@ const TRAILER_MAX: u64 = 1024 * 1024;
 /// archive (gzip tar, as `GET sys/storage/raft/snapshot` writes it), or with `archive_only` false
 /// also a raw backup (a SQLite file, as `kvseal operator backup` writes it). Of an archive, the
 /// database must be the one its `SHA256SUMS` names (an accident check; the keyed check is
-/// [`verify_backup`]'s). A database larger than `limit` bytes is refused as soon as it is.
+/// [`verify_backup`]'s), and it may hold nothing else. A database larger than `limit` bytes is
+/// refused as soon as it is.
 ///
 /// Returns the archive's `SHA256SUMS.sealed` (`None` for a raw backup). Refusals are
 /// `EngineError::Invalid`; failures to read or write the files are `EngineError::Storage`.
@@ -353,7 +354,13 @@ pub fn stage(
                 }
                 *slot = Some(data);
             }
-            _ => continue,
+            // As OpenBao: an archive holds these three files and nothing else (an entry skipped
+            // would still be decompressed, whatever its size).
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "unexpected file {other:?} in the snapshot"
+                )))
+            }
         }
     }
     // Through to the end of the compressed stream, so that a damaged or cut one is noticed.

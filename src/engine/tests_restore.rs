@@ -407,6 +407,16 @@ async fn a_bad_archive_is_refused_and_nothing_changes() {
             "the archive has no kvseal.db",
         ),
         (
+            "a file besides the three",
+            {
+                let mut es = entries(&current);
+                es.insert(1, ("extra".to_string(), vec![0u8; 16]));
+                build(&es)
+            },
+            false,
+            "unexpected file \"extra\" in the snapshot",
+        ),
+        (
             "SHA256SUMS.sealed too large",
             with_entry(&current, "SHA256SUMS.sealed", Some(vec![1u8; 8193])),
             false,
