@@ -36,7 +36,7 @@ use clock::Clock;
 use error::{EngineError, EngineResult};
 use model::Mount;
 
-pub use restore::{Restored, Upload};
+pub use restore::{Restored, SnapshotUpload};
 pub use seal::{SealMode, SealStatus};
 pub use states::{SecretSummary, SecretView};
 pub use tokens::{Identity, Token};
@@ -68,6 +68,16 @@ struct Memory {
 impl Memory {
     fn set_mounts(&self, mounts: Vec<Mount>) {
         *self.mounts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);
+    }
+
+    /// Drops every key and what was opened with them: a seal, a restore of another store's
+    /// snapshot, a node finding that its seal key no longer opens the store.
+    fn forget_keys(&self) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed::default();
+        *self.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Vec::new());
+        self.set_mounts(Vec::new());
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Default::default();
+        self.acl_cache.invalidate();
     }
 
     /// Installs a committed keyring, unless the engine was sealed meanwhile (then no key may come

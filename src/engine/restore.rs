@@ -2,8 +2,8 @@
 //! replaces the whole store with a snapshot archive while the server runs, and
 //! `sys/storage/raft/snapshot-force` does it for an archive of another store.
 //!
-//! The archive (written by the HTTP layer to a private [`Upload`] directory, never held in memory)
-//! is verified exactly as `kvseal operator restore` verifies it ([`backup::stage`],
+//! The archive (written by the HTTP layer to a private [`SnapshotUpload`] directory, never held in
+//! memory) is verified exactly as `kvseal operator restore` verifies it ([`backup::stage`],
 //! [`backup::verify_backup`]'s steps) with the keys of the running server. Only then is every row
 //! replaced, in one write transaction ([`crate::storage::replace_rows`], as the offline PostgreSQL
 //! restore does), and what the engine serves from memory (keyring, mounts, policies, audit devices)
@@ -43,11 +43,11 @@ const OTHER_KEY_FILE: &str = "could not verify hash file: the seal key file of t
 
 /// A private directory for one uploaded snapshot and the database staged from it, removed with
 /// everything in it when dropped.
-pub struct Upload {
+pub struct SnapshotUpload {
     dir: PathBuf,
 }
 
-impl Upload {
+impl SnapshotUpload {
     /// Where the uploaded archive is written.
     pub fn archive_path(&self) -> PathBuf {
         self.dir.join("snapshot.tar.gz")
@@ -58,7 +58,7 @@ impl Upload {
     }
 }
 
-impl Drop for Upload {
+impl Drop for SnapshotUpload {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -91,15 +91,6 @@ enum Plan {
 }
 
 impl Memory {
-    /// Drops every key and what was opened with them (seal, and a restore that seals).
-    pub(super) fn forget_keys(&self) {
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed::default();
-        *self.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Vec::new());
-        self.set_mounts(Vec::new());
-        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Default::default();
-        self.acl_cache.invalidate();
-    }
-
     fn install(&self, seal_key: Key32, loaded: Loaded) {
         self.set_mounts(loaded.mounts);
         *self.policies.write().unwrap_or_else(|p| p.into_inner()) = loaded.policies;
@@ -115,7 +106,7 @@ impl Memory {
 impl Engine {
     /// A private directory (mode 0700) for a snapshot about to be uploaded, beside the store (its
     /// own directory with SQLite, the system's temporary directory with PostgreSQL).
-    pub fn restore_upload(&self) -> EngineResult<Upload> {
+    pub fn restore_upload(&self) -> EngineResult<SnapshotUpload> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = self
             .store
@@ -125,7 +116,7 @@ impl Engine {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| EngineError::Storage(format!("restore: {}: {e}", dir.display())))?;
-        Ok(Upload { dir })
+        Ok(SnapshotUpload { dir })
     }
 
     /// Replaces the whole store with the snapshot archive in `upload` (at most `limit` bytes of
@@ -137,7 +128,7 @@ impl Engine {
     /// closed connection): once the rows are replaced, the caches must be emptied too.
     pub async fn restore_snapshot(
         self: &Arc<Self>,
-        upload: Upload,
+        upload: SnapshotUpload,
         force: bool,
         limit: u64,
     ) -> EngineResult<Restored> {
@@ -149,7 +140,7 @@ impl Engine {
 
     async fn restore_snapshot_now(
         self: &Arc<Self>,
-        upload: &Upload,
+        upload: &SnapshotUpload,
         force: bool,
         limit: u64,
     ) -> EngineResult<Restored> {

@@ -131,7 +131,7 @@ pub struct Call<'a, R> {
     /// [`Body::Snapshot`] route).
     pub body: Vec<u8>,
     /// The uploaded snapshot of a [`Body::Snapshot`] route.
-    pub upload: Option<crate::engine::Upload>,
+    pub upload: Option<crate::engine::SnapshotUpload>,
     /// `None` on public routes only.
     pub caller: Option<Caller>,
 }

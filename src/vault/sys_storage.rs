@@ -9,7 +9,7 @@ use super::error::{VaultError, VaultResult};
 use super::request::{Op, VaultRequest};
 use super::response::Reply;
 use super::{AppState, Ctx};
-use crate::engine::Upload;
+use crate::engine::SnapshotUpload;
 
 /// The paths whose writes are snapshot restores (`true`: forced).
 pub const RESTORE_PATHS: [(&str, bool); 2] = [
@@ -46,7 +46,11 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> Option<VaultResult<Reply>> {
 /// `POST/PUT sys/storage/raft/snapshot[-force]`: replaces the store with the uploaded archive
 /// (see `engine::restore`). 204 once the restored store is what the server serves (or, forced
 /// with a snapshot of another store under the Shamir seal, once the server has sealed itself).
-pub async fn restore(state: &AppState, req: &VaultRequest, upload: Upload) -> VaultResult<Reply> {
+pub async fn restore(
+    state: &AppState,
+    req: &VaultRequest,
+    upload: SnapshotUpload,
+) -> VaultResult<Reply> {
     let force = match (restore_path(&req.path), req.op) {
         (Some(force), Op::Update) => force,
         // The pipeline uploads a file for these routes only.
