@@ -767,6 +767,30 @@ mod tests {
         assert_eq!(c.storage.synchronous(), Synchronous::Full);
     }
 
+    /// (the `[limits]` table, the snapshot bound it loads as, or the key named in the error)
+    #[test]
+    fn the_snapshot_bound_is_a_positive_number_of_bytes() {
+        let cases: [(&str, Result<u64, &str>); 4] = [
+            ("", Ok(1 << 30)),
+            ("[limits]\nmax_snapshot_size = 5\n", Ok(5)),
+            (
+                "[limits]\nmax_snapshot_size = 0\n",
+                Err("limits.max_snapshot_size"),
+            ),
+            (
+                "[limits]\nmax_snapshot_size = \"1G\"\n",
+                Err("max_snapshot_size"),
+            ),
+        ];
+        for (table, want) in cases {
+            match (load_str(&format!("{GOOD}{table}")), want) {
+                (Ok(c), Ok(n)) => assert_eq!(c.limits.max_snapshot_size, n, "{table}"),
+                (Err(e), Err(k)) => assert!(e.contains(k), "{table}: {e}"),
+                (r, _) => panic!("{table}: {r:?}"),
+            }
+        }
+    }
+
     /// (the `[[auth.cert]]` TTL lines, the key named in the error or None when the file loads)
     #[test]
     fn cert_ttls_are_positive_and_ttl_within_max_ttl() {
