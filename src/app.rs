@@ -15,6 +15,9 @@ use crate::pipeline::json_limits::JsonLimits;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub max_request_size: usize,
+    /// Largest snapshot `POST sys/storage/raft/snapshot` takes (`limits.max_snapshot_size`): the
+    /// archive uploaded, and the database inside it.
+    pub max_snapshot_size: u64,
     /// OKMS domain id → the kv-v2 mount that backs it.
     pub okms_domains: HashMap<uuid::Uuid, MountPath>,
     /// Client-certificate identities (`[[auth.cert]]`).
@@ -39,6 +42,7 @@ impl AppState {
         Self {
             engine,
             max_request_size,
+            max_snapshot_size: limits.max_snapshot_size,
             okms_domains,
             cert_identities: Vec::new(),
             limiter: crate::ratelimit::RateLimiter::new(
@@ -122,6 +126,8 @@ pub enum BodyError {
     Read(String),
     /// Not all of it arrived within `AppState::http_read_timeout` (408; the connection is closed).
     TimedOut,
+    /// A body written to a file could not be written (disk full, I/O error).
+    Write(String),
 }
 
 /// Reads the body up to `limit` bytes (checking `Content-Length` first), within the app's
@@ -155,6 +161,60 @@ pub async fn read_body(
             body.extend_from_slice(&chunk);
         }
         Ok(body)
+    };
+    actix_web::rt::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
+}
+
+/// Writes the body to the new file `path` (mode 0600) as it arrives, up to `limit` bytes (checking
+/// `Content-Length` first), within the app's `http_read_timeout` for the whole body: a snapshot
+/// upload, which may be far larger than a request body held in memory may be. Returns how many
+/// bytes were written; the file is left to the caller (in its private directory) either way.
+pub async fn write_body_to_file(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: u64,
+    path: &std::path::Path,
+) -> Result<u64, BodyError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(len) = req
+        .headers()
+        .get("Content-Length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit {
+            return Err(BodyError::TooLarge);
+        }
+    }
+    let timeout = req.app_data::<web::Data<AppState>>().map_or_else(
+        || crate::config::ListenerTimeouts::default().read,
+        |s| s.http_read_timeout,
+    );
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| BodyError::Write(e.to_string()))?;
+    let mut file = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let read = async {
+        let mut written = 0u64;
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(BodyError::TooLarge);
+            }
+            // Buffered: most chunks are copied in memory; a full buffer is one write to the page
+            // cache, short enough to do on the worker.
+            file.write_all(&chunk)
+                .map_err(|e| BodyError::Write(e.to_string()))?;
+        }
+        file.flush().map_err(|e| BodyError::Write(e.to_string()))?;
+        Ok(written)
     };
     actix_web::rt::time::timeout(timeout, read)
         .await

@@ -112,6 +112,10 @@ pub struct Limits {
     /// A request still running after this long is answered 503 (a duration, as "90s").
     #[serde(default = "default_request_timeout")]
     pub request_timeout: String,
+    /// Largest snapshot an online restore (`POST sys/storage/raft/snapshot`) takes, in bytes: the
+    /// uploaded archive, and the database inside it. Beyond it: 413, nothing replaced.
+    #[serde(default = "default_max_snapshot_size")]
+    pub max_snapshot_size: u64,
 }
 
 impl Default for Limits {
@@ -124,6 +128,7 @@ impl Default for Limits {
             max_json_array_elements: default_json_entries(),
             max_json_string_length: default_json_string(),
             request_timeout: default_request_timeout(),
+            max_snapshot_size: default_max_snapshot_size(),
         }
     }
 }
@@ -150,6 +155,13 @@ fn default_json_entries() -> usize {
 /// A single string may be as large as a request (a secret holding one big file is legitimate).
 fn default_json_string() -> usize {
     DEFAULT_MAX_REQUEST_SIZE
+}
+
+/// 1 GiB: a store of several hundred thousand secrets. The upload goes to a temporary file (with
+/// the database taken out of it, about twice the archive on disk while it is verified), never to
+/// memory.
+fn default_max_snapshot_size() -> u64 {
+    1024 * 1024 * 1024
 }
 
 /// Vault's default `max_request_duration`.
@@ -587,6 +599,12 @@ impl Config {
                 ),
             ));
         }
+        if self.limits.max_snapshot_size == 0 {
+            return Err((
+                "limits.max_snapshot_size",
+                "must be a positive number of bytes".into(),
+            ));
+        }
         if self.limits.max_json_depth == 0 || self.limits.max_json_depth > 128 {
             return Err(("limits.max_json_depth", "must be from 1 to 128".into()));
         }
@@ -747,6 +765,30 @@ mod tests {
         let c = load_str(GOOD).unwrap();
         assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
         assert_eq!(c.storage.synchronous(), Synchronous::Full);
+    }
+
+    /// (the `[limits]` table, the snapshot bound it loads as, or the key named in the error)
+    #[test]
+    fn the_snapshot_bound_is_a_positive_number_of_bytes() {
+        let cases: [(&str, Result<u64, &str>); 4] = [
+            ("", Ok(1 << 30)),
+            ("[limits]\nmax_snapshot_size = 5\n", Ok(5)),
+            (
+                "[limits]\nmax_snapshot_size = 0\n",
+                Err("limits.max_snapshot_size"),
+            ),
+            (
+                "[limits]\nmax_snapshot_size = \"1G\"\n",
+                Err("max_snapshot_size"),
+            ),
+        ];
+        for (table, want) in cases {
+            match (load_str(&format!("{GOOD}{table}")), want) {
+                (Ok(c), Ok(n)) => assert_eq!(c.limits.max_snapshot_size, n, "{table}"),
+                (Err(e), Err(k)) => assert!(e.contains(k), "{table}: {e}"),
+                (r, _) => panic!("{table}: {r:?}"),
+            }
+        }
     }
 
     /// (the `[[auth.cert]]` TTL lines, the key named in the error or None when the file loads)

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 use crate::config::{Config, SealType, StorageType};
 use crate::crypto::{decode_key_text, read_key_file, read_secret_into};
 use crate::engine::backup::{self, RestoreKey, SNAPSHOT_DB_NAME};
+use crate::engine::error::EngineError;
 use crate::storage::{copy, create_private_dir, lock_dir, snapshot, Durability, Store};
 
 /// The connections a tool opens to a PostgreSQL store (it reads or writes one transaction at a time).
@@ -66,9 +67,13 @@ pub fn restore(
 }
 
 /// Writes the database inside `input` to `staged` (mode 0600) and verifies it (see [`restore`]).
+/// The staging is the engine's, as the online restore (`POST sys/storage/raft/snapshot`) does it.
 fn stage_verified(input: &Path, staged: &Path, key: &RestoreKey) -> Result<(), String> {
-    let sealed_sums = stage(input, staged)?;
-    snapshot::restrict(staged).map_err(|e| e.to_string())?;
+    let shown = input.display();
+    let sealed_sums = backup::stage(input, staged, u64::MAX, false).map_err(|e| match e {
+        EngineError::Invalid(m) => format!("{shown}: refused: {m}"),
+        other => format!("{shown}: {other}"),
+    })?;
     snapshot::verify(staged).map_err(|e| e.to_string())?;
     backup::verify_backup(staged, key, sealed_sums.as_deref())
         .map_err(|e| format!("{}: refused: {e}", input.display()))
@@ -352,62 +357,6 @@ fn read_unseal_keys(r: &mut dyn Read) -> Result<Vec<Zeroizing<Vec<u8>>>, String>
         return Err("no unseal key on standard input (one per line, hex or base64)".into());
     }
     Ok(keys)
-}
-
-/// Writes the database inside `input` to `staged`: the file itself, or the database entry of a
-/// snapshot archive after checking it against the archive's SHA256SUMS. Returns the archive's
-/// `SHA256SUMS.sealed` (`None` for a raw backup), which the caller verifies with the seal key.
-fn stage(input: &Path, staged: &Path) -> Result<Option<Vec<u8>>, String> {
-    let shown = input.display();
-    let bytes = std::fs::read(input).map_err(|e| format!("{shown}: {e}"))?;
-    let (db, sealed_sums) = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
-        let (mut db, mut sums, mut sealed) = (None, None, None);
-        for entry in archive
-            .entries()
-            .map_err(|e| format!("{shown}: not a snapshot archive: {e}"))?
-        {
-            let mut entry = entry.map_err(|e| format!("{shown}: {e}"))?;
-            let name = entry
-                .path()
-                .map_err(|e| format!("{shown}: {e}"))?
-                .to_string_lossy()
-                .to_string();
-            let slot = match name.as_str() {
-                SNAPSHOT_DB_NAME => &mut db,
-                "SHA256SUMS" => &mut sums,
-                "SHA256SUMS.sealed" => &mut sealed,
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(format!("{shown}: refused: the archive holds {name} twice"));
-            }
-            let mut data = Vec::new();
-            entry
-                .read_to_end(&mut data)
-                .map_err(|e| format!("{shown}: {e}"))?;
-            *slot = Some(data);
-        }
-        let db = db.ok_or_else(|| format!("{shown}: the archive has no {SNAPSHOT_DB_NAME}"))?;
-        let sums = sums.ok_or_else(|| format!("{shown}: the archive has no SHA256SUMS"))?;
-        let sealed = sealed.ok_or_else(|| {
-            format!(
-                "{shown}: refused: the archive has no SHA256SUMS.sealed, so it cannot be verified \
-                 with the seal key"
-            )
-        })?;
-        if sums != backup::sums_line(&db).as_bytes() {
-            return Err(format!(
-                "{shown}: checksum mismatch ({SNAPSHOT_DB_NAME} against SHA256SUMS); the archive is \
-                 damaged"
-            ));
-        }
-        (db, Some(sealed))
-    } else {
-        (bytes, None)
-    };
-    std::fs::write(staged, db).map_err(|e| format!("{}: {e}", staged.display()))?;
-    Ok(sealed_sums)
 }
 
 #[cfg(test)]

@@ -305,6 +305,7 @@ async fn serve(engine: Arc<Engine>, listen: Listen, workers: usize) -> Result<()
     let state = web::Data::new(AppState {
         engine,
         max_request_size: listen.max_request_size,
+        max_snapshot_size: listen.limits.max_snapshot_size,
         okms_domains: listen.okms_domains,
         cert_identities: listen.cert_identities,
         limiter: RateLimiter::new(

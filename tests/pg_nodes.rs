@@ -1236,3 +1236,287 @@ fn mounts_enabled_at_once_on_two_nodes_all_exist() {
         assert_eq!(r.json["data"]["data"], data, "{mount}: {}", r.text);
     }
 }
+
+// ---------------------------------------------------------------- online snapshot restore
+
+/// `POST sys/storage/raft/snapshot` on A (`bao operator raft snapshot restore`): A serves the
+/// snapshot at once, and B within 1 s: the data, the tokens (one created after the snapshot is
+/// gone on both) and the keyring (rotated after the snapshot: both go back to key 1, and what
+/// either writes next the other reads).
+#[test]
+fn snapshot_restored_on_a_is_served_on_b_within_1s() {
+    let n = two_nodes();
+    let (a, b) = (n.a.http(), n.b.http());
+    let (kept, changed, added) = (
+        format!("kept-{}", uid()),
+        format!("changed-{}", uid()),
+        format!("added-{}", uid()),
+    );
+    a.put_secret("secret", &kept, &json!({"v": "1"}));
+    a.put_secret("secret", &changed, &json!({"v": "1"}));
+    let saved = a
+        .client
+        .get(format!("{}/v1/sys/storage/raft/snapshot", a.base))
+        .header("X-Vault-Token", &a.token)
+        .send()
+        .unwrap();
+    assert_eq!(saved.status().as_u16(), 200, "snapshot save");
+    let archive = saved.bytes().unwrap().to_vec();
+
+    expect(&a, "PUT", "sys/rotate", Some(&json!({})), 204);
+    a.put_secret("secret", &changed, &json!({"v": "2"}));
+    a.put_secret("secret", &added, &json!({"v": "1"}));
+    let r = expect(
+        &a,
+        "POST",
+        "auth/token/create",
+        Some(&json!({"ttl": "1h"})),
+        200,
+    );
+    let late = r.json["auth"]["client_token"].as_str().unwrap().to_string();
+    let created = Instant::now();
+    expect(
+        &Http::new(&n.a.addr, &late),
+        "GET",
+        "auth/token/lookup-self",
+        None,
+        200,
+    );
+    assert_within(created, PROPAGATION, "the new token works on B", || {
+        status_is(
+            &Http::new(&n.b.addr, &late).get("auth/token/lookup-self"),
+            200,
+        )
+    });
+
+    let restored = a
+        .client
+        .post(format!("{}/v1/sys/storage/raft/snapshot", a.base))
+        .header("X-Vault-Token", &a.token)
+        .body(archive)
+        .send()
+        .unwrap();
+    let status = restored.status().as_u16();
+    assert_eq!(
+        status,
+        204,
+        "restore: {}",
+        restored.text().unwrap_or_default()
+    );
+    let at = Instant::now();
+
+    // (key, latest version's v on every node afterwards, or 404)
+    let want = [(&kept, Ok("1")), (&changed, Ok("1")), (&added, Err(404))];
+    let serves = |http: &Http| -> Result<(), String> {
+        for (key, v) in &want {
+            let r = http.get(&format!("secret/data/{key}"));
+            let got = match r.status {
+                200 => Ok(r.json["data"]["data"]["v"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string()),
+                s => Err(s),
+            };
+            if got.as_deref().map_err(|s| *s) != *v {
+                return Err(format!("secret/{key}: {got:?}, want {v:?}"));
+            }
+        }
+        Ok(())
+    };
+    serves(&a).unwrap_or_else(|e| panic!("A right after the restore: {e}"));
+    assert_within(at, PROPAGATION, "B serves the restored data", || serves(&b));
+    assert_within(
+        at,
+        PROPAGATION,
+        "B refuses a token created after the snapshot",
+        || {
+            status_is(
+                &Http::new(&n.b.addr, &late).get("auth/token/lookup-self"),
+                403,
+            )
+        },
+    );
+    let r = expect(&b, "GET", "sys/key-status", None, 200);
+    assert_eq!(r.json["term"], json!(1), "{}", r.text);
+
+    // Both nodes take writes again, each read by the other.
+    b.put_secret("secret", &added, &json!({"v": "from B"}));
+    let r = expect(&a, "GET", &format!("secret/data/{added}"), None, 200);
+    assert_eq!(r.json["data"]["data"]["v"], json!("from B"), "{}", r.text);
+    a.put_secret("secret", &kept, &json!({"v": "from A"}));
+    let r = expect(&b, "GET", &format!("secret/data/{kept}"), None, 200);
+    assert_eq!(r.json["data"]["data"]["v"], json!("from A"), "{}", r.text);
+}
+
+/// A node with the Shamir seal on the PostgreSQL database `url` (the shared helpers know the file
+/// seal only), killed when dropped.
+struct ShamirNode {
+    _dir: tempfile::TempDir,
+    addr: String,
+    child: std::process::Child,
+}
+
+impl ShamirNode {
+    /// Starts it and waits until `sys/health` answers one of `accept`.
+    fn start(url: &str, accept: &[u16]) -> ShamirNode {
+        let dir = tempfile::tempdir().unwrap();
+        let port = common::free_port();
+        let config = dir.path().join("kvseal.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[listener]\naddress = \"127.0.0.1:{port}\"\ntls_disable = true\n\n[storage]\n{}\n[seal]\ntype = \"shamir\"\n",
+                pg_storage(url)
+            ),
+        )
+        .unwrap();
+        let child = Command::new(common::BIN)
+            .args(["server", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let node = ShamirNode {
+            _dir: dir,
+            addr: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let deadline = Instant::now() + common::READY_TIMEOUT;
+        let mut last = None;
+        while !last.is_some_and(|s| accept.contains(&s)) {
+            assert!(
+                Instant::now() < deadline,
+                "health {last:?}, want {accept:?}"
+            );
+            thread::sleep(POLL);
+            last = common::raw_get_status(&format!("127.0.0.1:{port}"), "/v1/sys/health").or(last);
+        }
+        node
+    }
+
+    fn http(&self, token: &str) -> Http {
+        Http::new(&self.addr, token)
+    }
+
+    /// Initialises the store with one unseal key share: (the share, the root token).
+    fn init(&self) -> (String, String) {
+        let body = json!({"secret_shares": 1, "secret_threshold": 1});
+        let r = expect(&self.http(""), "PUT", "sys/init", Some(&body), 200);
+        let key = r.json["keys_base64"][0].as_str().unwrap().to_string();
+        (key, r.json["root_token"].as_str().unwrap().to_string())
+    }
+
+    fn unseal(&self, key: &str) -> Resp {
+        self.http("")
+            .request("PUT", "sys/unseal", Some(&json!({ "key": key })))
+    }
+
+    fn sealed(&self) -> Result<(), String> {
+        let r = self.http("").get("sys/seal-status");
+        match r.json["sealed"].as_bool() {
+            Some(true) => Ok(()),
+            _ => Err(format!("{} {}", r.status, r.text)),
+        }
+    }
+}
+
+impl Drop for ShamirNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `snapshot-force` of another store on A, with the Shamir seal: A installs it and seals at once,
+/// B seals within 1 s (Vault seals every node), and the other store's unseal key unseals each; the
+/// old key no longer does.
+#[test]
+fn forced_restore_of_another_store_seals_every_node() {
+    let pg = PgCluster::start();
+    let a = ShamirNode::start(&pg.url(), &[501]);
+    let (key, root) = a.init();
+    let b = ShamirNode::start(&pg.url(), &[503]);
+    for node in [&a, &b] {
+        let r = node.unseal(&key);
+        assert_eq!(
+            (r.status, &r.json["sealed"]),
+            (200, &json!(false)),
+            "{}",
+            r.text
+        );
+    }
+    a.http(&root)
+        .put_secret("secret", "app", &json!({"v": "ours"}));
+
+    let other = ShamirNode::start(&pg.new_database(), &[501]);
+    let (other_key, other_root) = other.init();
+    let r = other.unseal(&other_key);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let o = other.http(&other_root);
+    o.put_secret("secret", "app", &json!({"v": "theirs"}));
+    let saved = o
+        .client
+        .get(format!("{}/v1/sys/storage/raft/snapshot", o.base))
+        .header("X-Vault-Token", &o.token)
+        .send()
+        .unwrap();
+    assert_eq!(saved.status().as_u16(), 200, "snapshot save");
+    let archive = saved.bytes().unwrap().to_vec();
+    drop(other);
+
+    let post = |path: &str| {
+        let r = a
+            .http(&root)
+            .client
+            .post(format!("{}/v1/{path}", a.addr))
+            .header("X-Vault-Token", &root)
+            .body(archive.clone())
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let (status, text) = post("sys/storage/raft/snapshot");
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("possibly the snapshot is using a different set of unseal keys"),
+        "{text}"
+    );
+    let r = expect(&b.http(&root), "GET", "secret/data/app", None, 200);
+    assert_eq!(
+        r.json["data"]["data"]["v"],
+        json!("ours"),
+        "refused: nothing changed"
+    );
+
+    assert_eq!(
+        post("sys/storage/raft/snapshot-force"),
+        (204, String::new())
+    );
+    let at = Instant::now();
+    a.sealed()
+        .unwrap_or_else(|e| panic!("A is sealed when the restore answers: {e}"));
+    assert_within(at, PROPAGATION, "B seals", || b.sealed());
+
+    for node in [&a, &b] {
+        let r = node.unseal(&key);
+        assert_eq!(r.status, 400, "the old key: {}", r.text);
+        let r = node.unseal(&other_key);
+        assert_eq!(
+            (r.status, &r.json["sealed"]),
+            (200, &json!(false)),
+            "{}",
+            r.text
+        );
+        let r = expect(&node.http(&other_root), "GET", "secret/data/app", None, 200);
+        assert_eq!(r.json["data"]["data"]["v"], json!("theirs"), "{}", r.text);
+        expect(
+            &node.http(&root),
+            "GET",
+            "auth/token/lookup-self",
+            None,
+            403,
+        );
+    }
+}

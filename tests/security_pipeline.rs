@@ -374,6 +374,8 @@ fn vault_routes() -> Vec<Route> {
         ("GET", "sys/rotate/root/verify", None),
         ("GET", "sys/rekey/backup", None),
         ("DELETE", "sys/rekey/backup", None),
+        ("POST", "sys/storage/raft/snapshot", None),
+        ("POST", "sys/storage/raft/snapshot-force", None),
         ("POST", "auth/token/create", empty.clone()),
         ("POST", "auth/token/create-orphan", empty.clone()),
         ("POST", "auth/token/create/r", empty.clone()),

@@ -30,6 +30,9 @@ pub enum CryptoError {
     /// The sealed value names a key the keyring does not have.
     #[error("stored data names an unknown key")]
     UnknownKey,
+    /// Sealing with a keyring that a snapshot restore replaced (see [`Keyring::retire`]).
+    #[error("the keyring was replaced by a snapshot restore")]
+    Retired,
 }
 
 pub mod shamir;
@@ -193,6 +196,9 @@ struct StoredKeyring {
 pub struct Keyring {
     keys: Vec<(u32, Key32, i64)>,
     token_hmac_key: Key32,
+    /// Set once a snapshot restore replaced this keyring: it then seals nothing (see
+    /// [`Keyring::retire`]).
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -206,6 +212,7 @@ impl Keyring {
         Self {
             keys: vec![(1, Key32::random(), now_ns)],
             token_hmac_key: Key32::random(),
+            retired: Default::default(),
         }
     }
 
@@ -235,6 +242,7 @@ impl Keyring {
         Self {
             keys,
             token_hmac_key: self.token_hmac_key.clone(),
+            retired: Default::default(),
         }
     }
 
@@ -243,8 +251,31 @@ impl Keyring {
         self.keys.iter().any(|(id, _, _)| *id == key_id)
     }
 
+    /// Whether every key of `other` is in this keyring, under the same id, and the token key is the
+    /// same: what `other` sealed, this keyring opens, and tokens hash the same.
+    pub fn contains(&self, other: &Keyring) -> bool {
+        self.token_hmac_key.ct_eq(&other.token_hmac_key.0)
+            && other.keys.iter().all(|(id, key, _)| {
+                self.keys
+                    .iter()
+                    .any(|(mine, k, _)| mine == id && k.ct_eq(&key.0))
+            })
+    }
+
+    /// Stops this keyring sealing anything (it still opens). A snapshot restore retires the keyring
+    /// it replaces when the restored one lacks some of its keys: a write that took this keyring
+    /// before the restore and runs after it must fail (the client retries) rather than seal a
+    /// record under a key the restored store does not have, which no one could open again.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Seals a value; returns the key id to store beside it.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(u32, Sealed), CryptoError> {
+        if self.retired.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(CryptoError::Retired);
+        }
         let (id, key) = self.active()?;
         Ok((id, seal_with(key, plaintext, aad)))
     }
@@ -313,6 +344,7 @@ impl Keyring {
         Ok(Self {
             keys,
             token_hmac_key: stored.token_hmac_key.key()?,
+            retired: Default::default(),
         })
     }
 }
@@ -465,6 +497,40 @@ mod tests {
         bad[0] ^= 1;
         assert!(ring.open(id, &sealed.nonce, &bad, &aad).is_err());
         assert!(!sealed.ciphertext.windows(7).any(|w| w == b"hunter2"));
+    }
+
+    #[test]
+    fn a_retired_keyring_opens_but_seals_nothing() {
+        let ring = Keyring::generate(1);
+        let (id, sealed) = ring.seal(b"v", b"aad").unwrap();
+        ring.retire();
+        assert_eq!(ring.seal(b"v", b"aad").err(), Some(CryptoError::Retired));
+        assert_eq!(
+            ring.open(id, &sealed.nonce, &sealed.ciphertext, b"aad")
+                .unwrap()
+                .as_slice(),
+            b"v"
+        );
+    }
+
+    #[test]
+    fn a_keyring_contains_the_keyrings_it_was_rotated_from() {
+        let root = Key32::random();
+        let first = Keyring::generate(1);
+        let rotated = first.rotated(2);
+        let reopened = Keyring::open_under(&root, &first.seal_under(&root)).unwrap();
+        let other = Keyring::generate(1);
+        // (keyring, other keyring, whether it contains it)
+        let cases = [
+            (&rotated, &first, true),
+            (&first, &rotated, false),
+            (&reopened, &first, true),
+            (&first, &other, false),
+            (&other, &first, false),
+        ];
+        for (i, (a, b, want)) in cases.into_iter().enumerate() {
+            assert_eq!(a.contains(b), want, "case {i}");
+        }
     }
 
     #[test]

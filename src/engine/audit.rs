@@ -93,6 +93,15 @@ fn open_devices(keyring: &Keyring, rows: Vec<AuditRow>) -> EngineResult<Vec<Arc<
     Ok(devices)
 }
 
+/// The devices stored in `tx` (a store, or a snapshot being restored), opened with `keyring`.
+pub(super) fn load_devices(
+    tx: &dyn ReadTx,
+    keyring: &Keyring,
+) -> EngineResult<Arc<Vec<Arc<AuditDevice>>>> {
+    let (_, rows) = read_rows(tx, keyring)?;
+    Ok(Arc::new(open_devices(keyring, rows)?))
+}
+
 /// Replaces the devices in memory with those of the committed `rows`.
 fn install_devices(mem: &Memory, rows: Vec<AuditRow>) -> EngineResult<()> {
     let keyring = mem
@@ -128,8 +137,7 @@ impl Engine {
 
     /// The stored devices, opened with `keyring` (at unseal).
     pub(super) fn load_audit(&self, keyring: &Keyring) -> EngineResult<Arc<Vec<Arc<AuditDevice>>>> {
-        let (_, rows) = self.store.read(|tx| read_rows(tx, keyring))?;
-        Ok(Arc::new(open_devices(keyring, rows)?))
+        self.store.read(|tx| load_devices(tx, keyring))
     }
 
     /// Enables a device at `name` (`sys/audit/<name>`).

@@ -74,11 +74,7 @@ impl Engine {
 
 /// The archive's `SHA256SUMS` for a database: one line, `<hex digest>  kvseal.db`.
 pub fn sums_line(db: &[u8]) -> String {
-    let digest: String = Sha256::digest(db)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{digest}  {SNAPSHOT_DB_NAME}\n")
+    digest_line(&Sha256::digest(db))
 }
 
 /// What a restore verifies a backup with: the seal of the configuration it restores into.
@@ -87,6 +83,50 @@ pub enum RestoreKey {
     File(Key32),
     /// Unseal key shares of the Shamir seal, decoded.
     Shares(Vec<Zeroizing<Vec<u8>>>),
+    /// The seal key of the running, unsealed server (an online restore), and whether its seal is
+    /// the Shamir seal (else the file seal).
+    Current { key: Key32, shamir: bool },
+}
+
+/// Why a backup is refused: the online restore answers differently by cause (Vault's "different
+/// set of unseal keys" error, and what `snapshot-force` may bypass).
+#[derive(Debug)]
+pub enum Refused {
+    /// The seal key does not open the backup's root key: a backup of another store, or of this
+    /// one before its seal key changed.
+    OtherKeys(String),
+    /// `SHA256SUMS.sealed` does not open with the backup's keyring: edited, or of another store.
+    SumsSealed(String),
+    /// Damaged, edited, not a backup, or of a store with the other seal type.
+    Invalid(String),
+    /// Reading the backup failed (not a verdict on it).
+    Failed(EngineError),
+}
+
+impl From<Refused> for EngineError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::OtherKeys(m) | Refused::SumsSealed(m) | Refused::Invalid(m) => {
+                EngineError::Invalid(m)
+            }
+            Refused::Failed(e) => e,
+        }
+    }
+}
+
+impl From<EngineError> for Refused {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Invalid(m) => Refused::Invalid(m),
+            other => Refused::Failed(other),
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for Refused {
+    fn from(e: crate::storage::StorageError) -> Self {
+        Refused::Failed(e.into())
+    }
 }
 
 /// Verifies the database file `db` with the seal key before a restore installs it: the key opens
@@ -96,40 +136,64 @@ pub enum RestoreKey {
 /// A raw backup has no sealed checksums: it is verified by its keys only, and each record is
 /// authenticated when it is read.
 pub fn verify_backup(db: &Path, key: &RestoreKey, sealed_sums: Option<&[u8]>) -> EngineResult<()> {
+    let keyring = open_backup_keyring(db, key)?;
+    match sealed_sums {
+        Some(sealed) => check_sealed_sums(db, &keyring, sealed)?,
+        None => {
+            verify_records(db, &keyring)?;
+        }
+    }
+    Ok(())
+}
+
+/// The keyring of the backup `db`, opened with `key` through the backup's own root key (the first
+/// steps of [`verify_backup`]).
+pub fn open_backup_keyring(db: &Path, key: &RestoreKey) -> Result<Keyring, Refused> {
     let mut facts =
         snapshot::read_facts(db, &[SEAL_CONFIG_FACT, ROOT_KEY_FACT, KEYRING_FACT])?.into_iter();
     let mut next = || facts.next().flatten();
     let (config, root_blob, ring_blob) = (next(), next(), next());
     let (Some(root_blob), Some(ring_blob)) = (root_blob, ring_blob) else {
-        return Err(EngineError::invalid(
-            "the backup holds no root key or keyring: it is not of an initialised store, or they were removed",
+        return Err(Refused::Invalid(
+            "the backup holds no root key or keyring: it is not of an initialised store, or they were removed".into(),
         ));
     };
     let recorded = config.as_deref().and_then(parse_seal_config);
+    let file_seal = |k: &Key32, this: &str| {
+        if let Some(("shamir", _)) = recorded {
+            return Err(Refused::Invalid(format!(
+                "the backup is of a store with the shamir seal, but {this} has the file seal"
+            )));
+        }
+        Ok(k.clone())
+    };
+    let shamir_seal = |this: &str| match recorded {
+        Some(("file", _)) => Err(Refused::Invalid(format!(
+            "the backup is of a store with the file seal, but {this} has the shamir seal"
+        ))),
+        Some((_, t)) => Ok(t),
+        None => Ok(1),
+    };
     let (seal_key, wrong_key) = match key {
-        RestoreKey::File(k) => {
-            if let Some(("shamir", _)) = recorded {
-                return Err(EngineError::invalid(
-                    "the backup is of a store with the shamir seal, but this configuration has the file seal",
-                ));
-            }
+        RestoreKey::File(k) => (
+            file_seal(k, "this configuration")?,
+            "the seal key (the configured key file) does not open the backup's root key",
+        ),
+        RestoreKey::Current { key, shamir: false } => (
+            file_seal(key, "this server")?,
+            "the seal key (the configured key file) does not open the backup's root key",
+        ),
+        RestoreKey::Current { key, shamir: true } => {
+            shamir_seal("this server")?;
             (
-                k.clone(),
-                "the seal key (the configured key file) does not open the backup's root key",
+                key.clone(),
+                "the unseal keys of this server do not open the backup's root key",
             )
         }
         RestoreKey::Shares(shares) => {
-            let threshold = match recorded {
-                Some(("file", _)) => {
-                    return Err(EngineError::invalid(
-                        "the backup is of a store with the file seal, but this configuration has the shamir seal",
-                    ))
-                }
-                Some((_, t)) => t,
-                None => 1,
-            };
+            let threshold = shamir_seal("this configuration")?;
             if shares.len() < threshold {
-                return Err(EngineError::invalid(format!(
+                return Err(Refused::Invalid(format!(
                     "the backup's seal needs {threshold} unseal keys and {} were given",
                     shares.len()
                 )));
@@ -138,36 +202,222 @@ pub fn verify_backup(db: &Path, key: &RestoreKey, sealed_sums: Option<&[u8]>) ->
                 .ok()
                 .and_then(|k| Key32::from_slice(&k))
                 .ok_or_else(|| {
-                    EngineError::invalid("the unseal keys given are not valid shares of one key")
+                    Refused::Invalid("the unseal keys given are not valid shares of one key".into())
                 })?;
             (k, "the unseal keys given do not open the backup's root key")
         }
     };
     let root = open_root_key(&seal_key, &root_blob).map_err(|_| {
-        EngineError::invalid(format!(
+        Refused::OtherKeys(format!(
             "{wrong_key}: the backup is of another store (or the keys are wrong)"
         ))
     })?;
-    let keyring = Keyring::open_under(&root, &ring_blob).map_err(|_| {
-        EngineError::invalid(
-            "the backup's keyring does not open with its root key: the keyring was edited or replaced",
+    Keyring::open_under(&root, &ring_blob).map_err(|_| {
+        Refused::Invalid(
+            "the backup's keyring does not open with its root key: the keyring was edited or replaced".into(),
+        )
+    })
+}
+
+/// Checks the database file `db` against the archive's `SHA256SUMS.sealed` (`sealed`), opened
+/// with the backup's `keyring`: what proves that no byte of the database changed since the
+/// snapshot was taken.
+pub fn check_sealed_sums(db: &Path, keyring: &Keyring, sealed: &[u8]) -> Result<(), Refused> {
+    let opened = open_sums(keyring, sealed).ok_or_else(|| {
+        Refused::SumsSealed(
+            "SHA256SUMS.sealed does not open with the snapshot's keyring: it was edited, or is not this store's".into(),
         )
     })?;
-    let Some(sealed) = sealed_sums else {
-        return verify_records(db, &keyring).map(|_| ());
-    };
-    let opened = open_sums(&keyring, sealed).ok_or_else(|| {
-        EngineError::invalid(
-            "SHA256SUMS.sealed does not open with the snapshot's keyring: it was edited, or is not this store's",
-        )
-    })?;
-    let bytes = std::fs::read(db).map_err(io)?;
-    if opened.as_slice() != sums_line(&bytes).as_bytes() {
-        return Err(EngineError::invalid(format!(
+    if opened.as_slice() != file_sums_line(db)?.as_bytes() {
+        return Err(Refused::Invalid(format!(
             "{SNAPSHOT_DB_NAME} does not match SHA256SUMS.sealed: the database was changed after the snapshot was taken (or the sealed checksums are of another snapshot)"
         )));
     }
     Ok(())
+}
+
+/// Authenticates every sealed record of the backup `db` with its `keyring` (see
+/// [`verify_records`]): how a backup without usable sealed checksums is verified.
+pub fn check_records(db: &Path, keyring: &Keyring) -> Result<(), Refused> {
+    verify_records(db, keyring)?;
+    Ok(())
+}
+
+/// [`sums_line`] of the file at `path`, read in pieces (a database is never held in memory whole).
+fn file_sums_line(path: &Path) -> EngineResult<String> {
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(io)?;
+    Ok(digest_line(&hasher.finalize()))
+}
+
+fn digest_line(digest: &[u8]) -> String {
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}  {SNAPSHOT_DB_NAME}\n")
+}
+
+/// The most an archive's `SHA256SUMS` or `SHA256SUMS.sealed` may hold (OpenBao reads at most
+/// 8 KiB of each): one line, or its sealed form.
+const SUMS_MAX: u64 = 8192;
+
+/// How much may follow the last entry inside an archive's compressed stream (tar's end-of-archive
+/// blocks and its padding to the 10 KiB record), read through so that gzip's checksum is checked.
+const TRAILER_MAX: u64 = 1024 * 1024;
+
+/// Writes the database inside `input` to `staged` (created here, mode 0600), reading `input` in
+/// pieces: neither it nor the database is ever held in memory whole. `input` is a snapshot
+/// archive (gzip tar, as `GET sys/storage/raft/snapshot` writes it), or with `archive_only` false
+/// also a raw backup (a SQLite file, as `kvseal operator backup` writes it). Of an archive, the
+/// database must be the one its `SHA256SUMS` names (an accident check; the keyed check is
+/// [`verify_backup`]'s), and it may hold nothing else. A database larger than `limit` bytes is
+/// refused as soon as it is.
+///
+/// Returns the archive's `SHA256SUMS.sealed` (`None` for a raw backup). Refusals are
+/// `EngineError::Invalid`; failures to read or write the files are `EngineError::Storage`.
+pub fn stage(
+    input: &Path,
+    staged: &Path,
+    limit: u64,
+    archive_only: bool,
+) -> EngineResult<Option<Vec<u8>>> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(input).map_err(io)?;
+    let mut magic = [0u8; 2];
+    let got = file.read(&mut magic).map_err(io)?;
+    file.rewind().map_err(io)?;
+    let out = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(staged)
+            .map_err(io)?
+    };
+    let mut out = std::io::BufWriter::new(out);
+    if got < 2 || magic != [0x1f, 0x8b] {
+        if archive_only {
+            return Err(EngineError::invalid(
+                "not a snapshot archive (a gzip tar, as `GET sys/storage/raft/snapshot` writes it)",
+            ));
+        }
+        copy_bounded(&mut file, &mut out, limit, "the backup", io)?;
+        out.into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)?;
+        return Ok(None);
+    }
+    let damaged = |e: std::io::Error| {
+        EngineError::invalid(format!(
+            "not a snapshot archive, or a truncated or damaged one: {e}"
+        ))
+    };
+    let mut archive =
+        tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    let (mut digest, mut sums, mut sealed) = (None, None, None);
+    for entry in archive.entries().map_err(damaged)? {
+        let mut entry = entry.map_err(damaged)?;
+        let name = entry.path().map_err(damaged)?.to_string_lossy().to_string();
+        let twice = || EngineError::invalid(format!("the archive holds {name} twice"));
+        match name.as_str() {
+            SNAPSHOT_DB_NAME => {
+                if digest.is_some() {
+                    return Err(twice());
+                }
+                digest = Some(copy_bounded(
+                    &mut entry,
+                    &mut out,
+                    limit,
+                    "the archive's database",
+                    damaged,
+                )?);
+            }
+            "SHA256SUMS" | "SHA256SUMS.sealed" => {
+                let slot = if name == "SHA256SUMS" {
+                    &mut sums
+                } else {
+                    &mut sealed
+                };
+                if slot.is_some() {
+                    return Err(twice());
+                }
+                let mut data = Vec::new();
+                (&mut entry)
+                    .take(SUMS_MAX + 1)
+                    .read_to_end(&mut data)
+                    .map_err(damaged)?;
+                if data.len() as u64 > SUMS_MAX {
+                    return Err(EngineError::invalid(format!(
+                        "the archive's {name} is larger than {SUMS_MAX} bytes"
+                    )));
+                }
+                *slot = Some(data);
+            }
+            // As OpenBao: an archive holds these three files and nothing else (an entry skipped
+            // would still be decompressed, whatever its size).
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "unexpected file {other:?} in the snapshot"
+                )))
+            }
+        }
+    }
+    // Through to the end of the compressed stream, so that a damaged or cut one is noticed.
+    let mut rest = archive.into_inner().take(TRAILER_MAX + 1);
+    let trailing = std::io::copy(&mut rest, &mut std::io::sink()).map_err(damaged)?;
+    if trailing > TRAILER_MAX {
+        return Err(EngineError::invalid(
+            "the archive holds more data after its last entry than a snapshot does",
+        ));
+    }
+    let digest = digest
+        .ok_or_else(|| EngineError::invalid(format!("the archive has no {SNAPSHOT_DB_NAME}")))?;
+    let sums = sums.ok_or_else(|| EngineError::invalid("the archive has no SHA256SUMS"))?;
+    let sealed = sealed.ok_or_else(|| {
+        EngineError::invalid(
+            "the archive has no SHA256SUMS.sealed, so it cannot be verified with the seal key",
+        )
+    })?;
+    if sums != digest_line(&digest).as_bytes() {
+        return Err(EngineError::invalid(format!(
+            "checksum mismatch ({SNAPSHOT_DB_NAME} against SHA256SUMS); the archive is damaged"
+        )));
+    }
+    out.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
+    Ok(Some(sealed))
+}
+
+/// Copies `from` into `to`, refusing more than `limit` bytes; returns the SHA-256 of what was
+/// copied. `read_error` says what a failure to read `from` means (a damaged archive, or an I/O
+/// error); a failure to write `to` is an I/O error.
+fn copy_bounded(
+    from: &mut dyn std::io::Read,
+    to: &mut dyn Write,
+    limit: u64,
+    what: &str,
+    read_error: impl Fn(std::io::Error) -> EngineError,
+) -> EngineResult<Vec<u8>> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf).map_err(&read_error)?;
+        if n == 0 {
+            return Ok(hasher.finalize().to_vec());
+        }
+        total += n as u64;
+        if total > limit {
+            return Err(EngineError::invalid(format!(
+                "{what} is larger than {limit} bytes, the most a restore takes"
+            )));
+        }
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(io)?;
+    }
 }
 
 /// Opens every sealed record of the database file `db` with `keyring`: the sealed tables, every key

@@ -75,8 +75,15 @@ impl From<StorageError> for EngineError {
 }
 
 impl From<CryptoError> for EngineError {
-    fn from(_: CryptoError) -> Self {
-        Self::Crypto
+    fn from(e: CryptoError) -> Self {
+        match e {
+            // A write that took the keyring before a snapshot restore replaced it: nothing was
+            // written, and the same request succeeds now.
+            CryptoError::Retired => {
+                Self::Unavailable("the store was restored from a snapshot meanwhile; retry".into())
+            }
+            CryptoError::Authentication | CryptoError::UnknownKey => Self::Crypto,
+        }
     }
 }
 

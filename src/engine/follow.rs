@@ -94,12 +94,9 @@ impl Engine {
     /// node cannot follow the store any more; the error says so (a restart and an unseal with the
     /// new shares bring it back).
     fn adopt_rekeyed_seal_key(&self) -> EngineResult<crate::crypto::Key32> {
-        let key = self.rekeyed_seal_key()?.ok_or_else(|| {
-            EngineError::Storage(
-                "the stored root key no longer opens with this node's seal key, and no rekey left                  a new one"
-                    .into(),
-            )
-        })?;
+        // Without one the seal key simply does not open the store any more (a snapshot of another
+        // store restored on another node, `snapshot-force`): the caller decides what that means.
+        let key = self.rekeyed_seal_key()?.ok_or(EngineError::Crypto)?;
         self.store.read(|tx| seal::open_stored_keys(tx, &key))?;
         let mut keys = self.mem.keys.write().unwrap_or_else(|p| p.into_inner());
         if keys.keyring.is_some() {
@@ -199,13 +196,35 @@ impl Engine {
             SealStatus::Sealed => {}
             SealStatus::Unsealed => {
                 if let Ok(key) = self.seal_key() {
-                    match self.unseal_with(key) {
+                    let old = self.keyring()?;
+                    let unsealed = match self.unseal_with(key) {
                         // Rekeyed on another node: its new seal key is in the barrier.
-                        Err(EngineError::Crypto) => {
-                            let key = self.adopt_rekeyed_seal_key()?;
-                            self.unseal_with(key)?;
+                        Err(EngineError::Crypto) => self
+                            .adopt_rekeyed_seal_key()
+                            .and_then(|key| self.unseal_with(key)),
+                        other => other,
+                    };
+                    match unsealed {
+                        Ok(()) => {
+                            // A snapshot restored on another node may lack keys this node seals
+                            // with (see `Keyring::retire`).
+                            if !self.keyring()?.contains(&old) {
+                                old.retire();
+                            }
                         }
-                        other => other?,
+                        // The stored root key opens neither with this node's seal key nor with a
+                        // rekey's: another node restored a snapshot of another store
+                        // (`snapshot-force`). Vault seals every node then; that store's unseal
+                        // keys unseal each again.
+                        Err(EngineError::Crypto) => {
+                            old.retire();
+                            self.mem.forget_keys();
+                            self.record_cache.clear();
+                            tracing::warn!(
+                                "the store's root key does not open with this node's seal key (a snapshot of another store was restored); sealed"
+                            );
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
             }

@@ -18,11 +18,14 @@ pub mod path;
 mod policies;
 mod record_cache;
 pub mod rekey;
+mod restore;
 mod rewrap;
 pub mod seal;
 mod states;
 #[cfg(test)]
 mod tests_admin;
+#[cfg(test)]
+mod tests_restore;
 mod token_entry;
 mod token_roles;
 pub mod tokens;
@@ -36,6 +39,7 @@ use clock::Clock;
 use error::{EngineError, EngineResult};
 use model::Mount;
 
+pub use restore::{Restored, SnapshotUpload};
 pub use seal::{SealMode, SealStatus};
 pub use states::{SecretSummary, SecretView};
 pub use tokens::{Identity, Token};
@@ -67,6 +71,16 @@ struct Memory {
 impl Memory {
     fn set_mounts(&self, mounts: Vec<Mount>) {
         *self.mounts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);
+    }
+
+    /// Drops every key and what was opened with them: a seal, a restore of another store's
+    /// snapshot, a node finding that its seal key no longer opens the store.
+    fn forget_keys(&self) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed::default();
+        *self.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Vec::new());
+        self.set_mounts(Vec::new());
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Default::default();
+        self.acl_cache.invalidate();
     }
 
     /// Installs a committed keyring, unless the engine was sealed meanwhile (then no key may come

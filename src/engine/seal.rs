@@ -418,12 +418,8 @@ impl Engine {
         if self.seal_status() != SealStatus::Unsealed {
             return Ok(());
         }
-        *self.mem.keys.write().unwrap_or_else(|p| p.into_inner()) = Unsealed::default();
-        *self.mem.audit.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Vec::new());
         // What was opened with the keys leaves memory with them; unseal loads it again.
-        self.mem.set_mounts(Vec::new());
-        *self.mem.policies.write().unwrap_or_else(|p| p.into_inner()) = Default::default();
-        self.mem.acl_cache.invalidate();
+        self.mem.forget_keys();
         self.token_cache.invalidate();
         self.record_cache.clear();
         // A generate-root or rekey attempt holds an OTP, shares and seal keys: they go too.

@@ -10,10 +10,12 @@ use crate::policy::Capabilities;
 
 /// Paths that need `sudo` on top of the operation's capability (Vault's "root paths" that kvseal
 /// serves: the token store's `accessors` and `revoke-orphan`, seal, rotation, audit devices,
-/// snapshots, mount moves and auth methods; `sys/rewrap` is kvseal's own and is protected the same
-/// way).
+/// mount moves and auth methods; `sys/rewrap` is kvseal's own and is protected the same way).
+/// Snapshots are not root paths in Vault or OpenBao (`update` on the path is enough there): kvseal
+/// asks `sudo` for them on purpose, since a snapshot holds every secret and token of the store and
+/// a restore replaces all of them. A policy that grants snapshots in Vault adds `sudo` here.
 fn needs_sudo(path: &str) -> bool {
-    const SUDO: [&str; 8] = [
+    const SUDO: [&str; 9] = [
         "auth/token/accessors",
         "auth/token/revoke-orphan",
         "sys/seal",
@@ -21,6 +23,7 @@ fn needs_sudo(path: &str) -> bool {
         "sys/rewrap",
         "sys/audit",
         "sys/storage/raft/snapshot",
+        "sys/storage/raft/snapshot-force",
         "sys/backup",
     ];
     // OpenBao's rekey under `sys/rotate/root/` is not a root path there (only `rotate/root`
@@ -154,6 +157,8 @@ mod tests {
             ("sys/audit-hash/file", false),
             ("auth/token/accessors", true),
             ("sys/storage/raft/snapshot", true),
+            ("sys/storage/raft/snapshot-force", true),
+            ("sys/storage/raft/snapshotx", false),
             ("sys/mounts", false),
             ("sys/remount", true),
             ("sys/remount/status/0b9f", false),

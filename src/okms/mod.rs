@@ -153,6 +153,7 @@ impl Api for OkmsApi {
                 op,
             },
             access,
+            body: crate::pipeline::Body::Json,
             audit_path: raw.to_string(),
             audit_op,
         })

@@ -9,7 +9,8 @@
 //!    read** (an unauthenticated 32 MB body costs nothing but the bytes actix has buffered);
 //! 4. the ACL decision ([`access::decide`]) for routes whose checks the head determines;
 //! 5. the body is read within the size limit and checked against the JSON limits **before** it is
-//!    parsed; routes whose checks depend on the body are decided now;
+//!    parsed (a snapshot restore's archive is written to a private file instead, within its own
+//!    bound: [`Body::Snapshot`]); routes whose checks depend on the body are decided now;
 //! 6. the audit request entry; 7. the handler; 8. the audit response entry; 9. one error
 //!    rendering per API.
 //!
@@ -96,10 +97,24 @@ pub struct Caller {
     pub acl: Arc<Acl>,
 }
 
+/// How a route takes its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Read into memory within `max_request_size` and checked against the JSON limits (every
+    /// route but one).
+    Json,
+    /// A snapshot archive (`POST sys/storage/raft/snapshot`): written as it arrives to a private
+    /// file the engine provides, within `limits.max_snapshot_size`, never held in memory, never
+    /// parsed as JSON and never written to the audit log (the request entry has no body).
+    Snapshot,
+}
+
 /// A route and what it declares.
 pub struct Routed<R> {
     pub route: R,
     pub access: Access,
+    /// How the body is read.
+    pub body: Body,
     /// The path written in audit entries.
     pub audit_path: String,
     /// The logical operation written in audit entries (`read`, `update`, `list`, …).
@@ -112,8 +127,11 @@ pub struct Call<'a, R> {
     pub http: &'a HttpRequest,
     pub rid: &'a str,
     pub route: R,
-    /// The body, read within the limits and checked against the JSON limits.
+    /// The body, read within the limits and checked against the JSON limits (empty for a
+    /// [`Body::Snapshot`] route).
     pub body: Vec<u8>,
+    /// The uploaded snapshot of a [`Body::Snapshot`] route.
+    pub upload: Option<crate::engine::SnapshotUpload>,
     /// `None` on public routes only.
     pub caller: Option<Caller>,
 }
@@ -197,6 +215,7 @@ async fn admit_and_handle<A: Api>(
     let Routed {
         route,
         access,
+        body: body_kind,
         audit_path,
         audit_op,
     } = routed;
@@ -265,15 +284,45 @@ async fn admit_and_handle<A: Api>(
         state.max_request_size
     };
     let caller_id = caller.as_ref().map(|c| &c.identity);
-    let body = match app::read_body(req, payload, limit).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => return Err(refuse(audit, caller_id, Refusal::TooLarge)),
-        Err(BodyError::Read(m)) => return Err(refuse(audit, caller_id, Refusal::BodyRead(m))),
-        Err(BodyError::TimedOut) => return Err(refuse(audit, caller_id, Refusal::BodyTimeout)),
+    let body_refusal = |e: BodyError| match e {
+        BodyError::TooLarge => Refusal::TooLarge,
+        BodyError::Read(m) => Refusal::BodyRead(m),
+        BodyError::TimedOut => Refusal::BodyTimeout,
+        BodyError::Write(m) => Refusal::Engine(EngineError::Unavailable(format!(
+            "writing the uploaded snapshot: {m}"
+        ))),
     };
-    if let Err(m) = json_limits::check(&body, &app::json_limits()) {
-        return Err(refuse(audit, caller_id, Refusal::Json(m)));
-    }
+    let (body, upload) = match body_kind {
+        Body::Json => {
+            let body = match app::read_body(req, payload, limit).await {
+                Ok(b) => b,
+                Err(e) => return Err(refuse(audit, caller_id, body_refusal(e))),
+            };
+            if let Err(m) = json_limits::check(&body, &app::json_limits()) {
+                return Err(refuse(audit, caller_id, Refusal::Json(m)));
+            }
+            (body, None)
+        }
+        // Only an authenticated, authorised caller gets this far: the upload's disk space is
+        // spent for nobody else.
+        Body::Snapshot => {
+            let upload = match engine.restore_upload() {
+                Ok(u) => u,
+                Err(e) => return Err(refuse(audit, caller_id, Refusal::Engine(e))),
+            };
+            let written = app::write_body_to_file(
+                req,
+                payload,
+                state.max_snapshot_size,
+                &upload.archive_path(),
+            )
+            .await;
+            if let Err(e) = written {
+                return Err(refuse(audit, caller_id, body_refusal(e)));
+            }
+            (Vec::new(), Some(upload))
+        }
+    };
     if let (Access::AfterBody, Some(c)) = (&access, &caller) {
         let checks = match A::checks_after_body(state, &route, &body) {
             Ok(c) => c,
@@ -304,6 +353,7 @@ async fn admit_and_handle<A: Api>(
         rid,
         route,
         body,
+        upload,
         caller,
     })
     .await

@@ -253,20 +253,9 @@ impl Store {
     /// backup of the current schema), in one write transaction: nodes sharing the store see the
     /// whole backup or none of it, and reload once it has committed.
     pub fn replace_from(&self, db: &Path) -> StorageResult<()> {
-        let version = snapshot::schema_version(db)?;
-        if version != sqlite::CURRENT_VERSION {
-            return Err(StorageError::Other(format!(
-                "{}: schema version {version}: only a backup of the current schema ({}) is \
-                 copied row for row",
-                db.display(),
-                sqlite::CURRENT_VERSION
-            )));
-        }
+        check_row_copy(db)?;
         let db = db.to_path_buf();
-        self.write_blocking(move |into| {
-            into.delete_all()?;
-            snapshot::read_file(&db, |from| copy::copy_all(from, into))
-        })
+        self.write_blocking(move |into| replace_rows(into, &db))
     }
 
     /// Whether the store holds nothing (no fact, no row).
@@ -367,6 +356,31 @@ impl Store {
             Store::Postgres(_) => Err(StorageError::Other("not a SQLite store".into())),
         }
     }
+}
+
+/// Refuses a backup file that cannot be copied row for row into a store: only a backup of the
+/// current schema can (a schema-1 one is migrated by a SQLite store at its first unseal).
+pub fn check_row_copy(db: &Path) -> StorageResult<()> {
+    let version = snapshot::schema_version(db)?;
+    if version != sqlite::CURRENT_VERSION {
+        return Err(StorageError::Other(format!(
+            "{}: schema version {version}: only a backup of the current schema ({}) is \
+             copied row for row",
+            db.display(),
+            sqlite::CURRENT_VERSION
+        )));
+    }
+    Ok(())
+}
+
+/// Replaces every fact and row of the store, inside the write transaction `into`, with those of
+/// the SQLite database file `db` (a verified backup that [`check_row_copy`] accepts): what the
+/// offline restore into PostgreSQL ([`Store::replace_from`]) and the online restore
+/// (`Engine::restore_snapshot`) both run, so that the store holds the whole backup or, if
+/// anything fails, what it held before.
+pub fn replace_rows(into: &dyn WriteTx, db: &Path) -> StorageResult<()> {
+    into.delete_all()?;
+    snapshot::read_file(db, |from| copy::copy_all(from, into))
 }
 
 /// Creates `dir` and its missing parents with mode 0700 (an existing directory keeps its mode): the

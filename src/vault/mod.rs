@@ -16,6 +16,7 @@ mod sys_policy;
 mod sys_rekey;
 mod sys_remount;
 mod sys_seal;
+mod sys_storage;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -28,6 +29,8 @@ mod tests_generate_root;
 mod tests_rekey;
 #[cfg(test)]
 mod tests_remount;
+#[cfg(test)]
+mod tests_restore;
 #[cfg(test)]
 mod tests_seal;
 
@@ -106,6 +109,7 @@ impl Api for VaultApi {
         Ok(Routed {
             audit_path: req.path.clone(),
             audit_op: req.op.name(),
+            body: routes::body(&req),
             route: VaultRoute { req, kind },
             access,
         })
@@ -122,6 +126,11 @@ impl Api for VaultApi {
 
     async fn handle(call: Call<'_, VaultRoute>) -> VaultResult<HttpResponse> {
         let VaultRoute { mut req, kind } = call.route;
+        if let Some(upload) = call.upload {
+            // A snapshot restore (the only route whose body is a file): see `routes::body`.
+            let reply = sys_storage::restore(call.state, &req, upload).await?;
+            return Ok(reply.render(call.rid, "system"));
+        }
         if matches!(req.op, request::Op::Update | request::Op::Patch) {
             req.body = request::parse_body(call.http, &call.body)?;
         }
@@ -165,6 +174,9 @@ async fn dispatch(
             return Ok((r?, "system"));
         }
         if let Some(r) = sys_rekey::route(engine, req, rest).await {
+            return Ok((r?, "system"));
+        }
+        if let Some(r) = sys_storage::route(&ctx, rest).await {
             return Ok((r?, "system"));
         }
         if let Some(r) = sys_audit::route(&ctx, rest).await {

@@ -5,7 +5,7 @@
 use super::request::{Op, VaultRequest};
 use crate::engine::Engine;
 use crate::kv2::access::check_for;
-use crate::pipeline::Access;
+use crate::pipeline::{Access, Body};
 
 /// Which handler family serves a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,4 +61,14 @@ pub fn classify(engine: &Engine, req: &VaultRequest) -> (Kind, Access) {
         Kind::Authenticated,
         Access::Checks(vec![check_for(engine, req.op, path)]),
     )
+}
+
+/// How a Vault request takes its body: a snapshot restore's archive goes to a file (any size up
+/// to `limits.max_snapshot_size`, as `bao operator raft snapshot restore` streams it); every
+/// other body is JSON read into memory.
+pub fn body(req: &VaultRequest) -> Body {
+    match (req.op, super::sys_storage::restore_path(&req.path)) {
+        (Op::Update, Some(_)) => Body::Snapshot,
+        _ => Body::Json,
+    }
 }

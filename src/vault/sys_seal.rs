@@ -57,14 +57,6 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> Option<VaultResult<Reply>> {
                 }))
             })
             .map_err(Into::into),
-        // `vault operator raft snapshot save` (and kvseal's own name for it).
-        ("storage/raft/snapshot" | "backup", Op::Read) => engine
-            .snapshot_archive()
-            .map(|bytes| Reply::Binary(bytes, "application/gzip"))
-            .map_err(Into::into),
-        ("storage/raft/snapshot" | "storage/raft/snapshot-force", Op::Update) => Err(VaultError::bad(
-            "kvseal restores snapshots offline: stop the server and run `kvseal operator restore`",
-        )),
         ("seal" | "rotate" | "rotate/keyring" | "rotate/root" | "key-status" | "rewrap", _) => {
             Err(VaultError::UnsupportedOperation)
         }
