@@ -5,6 +5,7 @@ pub mod backup;
 mod barrier;
 mod cache;
 pub mod clock;
+mod cubbyhole;
 pub mod duration;
 pub mod error;
 mod follow;
@@ -20,10 +21,13 @@ pub mod seal;
 mod states;
 #[cfg(test)]
 mod tests_admin;
+#[cfg(test)]
+mod tests_cubbyhole;
 mod token_entry;
 mod token_roles;
 pub mod tokens;
 pub mod ttl;
+pub mod wrapping;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -181,6 +185,12 @@ impl Engine {
                 result
             })
             .await
+    }
+
+    /// The store (tests look at what it holds).
+    #[cfg(test)]
+    pub fn store_for_tests(&self) -> &Store {
+        &self.store
     }
 
     /// Keeps the writer busy for `ms` milliseconds (tests of the request deadline).
