@@ -228,7 +228,8 @@ async fn unwrap_refusals_as_vault_orders_them() {
     let w = wrap_token(&wrapped(&h, "root", "GET", "/v1/secret/data/x", None, "60").await);
     let body = |t: &str| Some(json!({ "token": t }).to_string());
     // (why, header token, body, status, error)
-    let cases: &[(&str, Option<&str>, Option<String>, u16, &str)] = &[
+    type Case<'a> = (&'a str, Option<&'a str>, Option<String>, u16, &'a str);
+    let cases: &[Case] = &[
         (
             "an unknown header token",
             Some("kvs.nope"),
