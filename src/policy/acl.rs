@@ -57,6 +57,15 @@ struct Candidate<'a> {
     perms: Perms,
 }
 
+/// Whether `caps` (a path's) grant every bit of `cap`: never an empty `cap` (a caller bug: failing
+/// closed is safer), never with `DENY` on either side.
+fn grants(caps: Capabilities, cap: Capabilities) -> bool {
+    !cap.is_empty()
+        && !cap.contains(Capabilities::DENY)
+        && !caps.contains(Capabilities::DENY)
+        && caps.contains(cap)
+}
+
 /// Vault's `wildcardPathDescriptorComparePriority`, as an ordering where `Greater` means `a`
 /// is the more specific rule. In order:
 /// 1. the later first wildcard/glob wins (`foo/a*` over `foo/+`, `foo/bar/+/baz` over `foo/+/bar/baz`);
@@ -208,13 +217,14 @@ impl Acl {
         list: bool,
         wrap_ns: Option<i64>,
     ) -> bool {
-        if !self.allows_for(path, cap, list) {
+        if self.root {
+            return self.allows_for(path, cap, list);
+        }
+        // One lookup of the deciding rule for both questions (this is every request's check).
+        let p = self.perms_for(path, list);
+        if !grants(p.caps, cap) {
             return false;
         }
-        if self.root {
-            return true;
-        }
-        let p = self.perms_for(path, list);
         const NS: i64 = 1_000_000_000;
         let wrap = wrap_ns.unwrap_or(0);
         if p.max_wrapping_ttl > 0 && (wrap == 0 || wrap > p.max_wrapping_ttl.saturating_mul(NS)) {
@@ -237,11 +247,7 @@ impl Acl {
 
     /// [`Acl::allows`] for one request whose operation is (`list`) or is not a list.
     pub fn allows_for(&self, path: &str, cap: Capabilities, list: bool) -> bool {
-        let caps = self.capabilities_for(path, list);
-        !cap.is_empty()
-            && !cap.contains(Capabilities::DENY)
-            && !caps.contains(Capabilities::DENY)
-            && caps.contains(cap)
+        grants(self.capabilities_for(path, list), cap)
     }
 
     /// Whether the token has some non-deny capability on some path under `prefix` (a mount
