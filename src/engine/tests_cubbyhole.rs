@@ -240,3 +240,27 @@ async fn a_wrapping_token_used_as_a_token_is_burnt() {
     assert!(e.authenticate(info.token.expose()).await.is_err());
     assert!(cubby_rows(&e).is_empty());
 }
+
+#[tokio::test]
+async fn a_rewrap_reseals_cubbyhole_entries_under_the_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path()).await;
+    let root = e.authenticate("root").await.unwrap();
+    let a = child(&e, &root, None).await;
+    e.cubby_write(&a, "k", map(json!({"v": 1}))).await.unwrap();
+    let (term, _) = e.rotate_keyring().await.unwrap();
+    let key_ids = |e: &Engine| -> Vec<u32> {
+        cubby_rows(e)
+            .into_iter()
+            .map(|r| match r {
+                RawRow::Cubby { row, .. } => row.key_id,
+                _ => unreachable!(),
+            })
+            .collect()
+    };
+    assert_ne!(key_ids(&e), [term]);
+    while e.rewrap_batch().unwrap() > 0 {}
+    assert_eq!(key_ids(&e), [term]);
+    assert_eq!(e.rewrap_status().unwrap().remaining, 0);
+    assert_eq!(e.cubby_read(&a, "k").unwrap(), Some(map(json!({"v": 1}))));
+}
