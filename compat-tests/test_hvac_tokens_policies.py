@@ -624,13 +624,12 @@ def test_policy_layouts_accepted_and_enforced(client, uid, layout):
 
 
 def test_unenforceable_policy_keys(client, http, uid):
-    """kvseal refuses keys it cannot enforce (400); OpenBao accepts them."""
+    """kvseal refuses keys it cannot enforce (400); OpenBao accepts them. (Wrapping TTLs are
+    enforced: test_wrapping_cubbyhole.py.)"""
     docs = {
         "allowed_parameters": 'path "secret/data/x" {\n  capabilities = ["update"]\n  allowed_parameters = { "a" = [] }\n}\n',
         "denied_parameters": 'path "secret/data/x" {\n  capabilities = ["update"]\n  denied_parameters = { "a" = [] }\n}\n',
         "required_parameters": 'path "secret/data/x" {\n  capabilities = ["update"]\n  required_parameters = ["a"]\n}\n',
-        "min_wrapping_ttl": 'path "secret/data/x" {\n  capabilities = ["update"]\n  min_wrapping_ttl = "1s"\n}\n',
-        "max_wrapping_ttl": 'path "secret/data/x" {\n  capabilities = ["update"]\n  max_wrapping_ttl = "1h"\n}\n',
         "mfa_methods": 'path "secret/data/x" {\n  capabilities = ["update"]\n  mfa_methods = ["m"]\n}\n',
         "json-allowed_parameters": '{"path": {"secret/data/x": {"capabilities": ["update"], "allowed_parameters": {"a": []}}}}',
     }

@@ -206,6 +206,7 @@ pub fn run(mode: Mode) -> Result<(), String> {
     let engine =
         Arc::new(Engine::open(store, seal_mode, Clock::default()).map_err(|e| e.to_string())?);
     engine.follow_store();
+    engine.start_cubby_purge();
     // Dev mode: no audit files from the API (`file_path=stdout` works, as with `vault server -dev`).
     engine.set_audit_allowed_dir(match &mode {
         Mode::Config(cfg) => cfg.audit.allowed_dir.clone(),

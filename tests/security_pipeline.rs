@@ -289,7 +289,21 @@ fn vault_routes() -> Vec<Route> {
             anonymous: Anonymous::Refused,
             no_capability: NoCapability::Filtered,
         },
+        // Unauthenticated in Vault: the wrapping token named is the credential.
+        public("POST", "sys/wrapping/lookup"),
     ];
+    // The wrapping token named is checked first, as Vault does: one that is not valid is 400
+    // whoever asks (and a valid one in the body still needs an authorised caller, see
+    // src/vault/tests_wrapping.rs).
+    for p in ["sys/wrapping/unwrap", "sys/wrapping/rewrap"] {
+        r.push(Route {
+            method: "POST",
+            path: p,
+            body: Some(json!({"token": "kvs.not-a-wrapping-token"})),
+            anonymous: Anonymous::Public,
+            no_capability: NoCapability::Public,
+        });
+    }
     for (m, p, b) in [
         ("GET", "secret/data/k", None),
         ("POST", "secret/data/k", data.clone()),
@@ -409,6 +423,11 @@ fn vault_routes() -> Vec<Route> {
         ("POST", "auth/token/roles/r", empty.clone()),
         ("DELETE", "auth/token/roles/r", None),
         ("LIST", "auth/token/roles", None),
+        ("POST", "sys/wrapping/wrap", Some(json!({"k": "v"}))),
+        ("GET", "cubbyhole/k", None),
+        ("POST", "cubbyhole/k", Some(json!({"k": "v"}))),
+        ("LIST", "cubbyhole/", None),
+        ("DELETE", "cubbyhole/k", None),
     ] {
         r.push(guarded(m, p, b));
     }

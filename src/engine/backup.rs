@@ -421,12 +421,14 @@ fn copy_bounded(
 }
 
 /// Opens every sealed record of the database file `db` with `keyring`: the sealed tables, every key
-/// record of every mount and every version its timeline keeps, every token entry. A raw backup has
+/// record of every mount and every version its timeline keeps, every token entry and every
+/// cubbyhole entry (schema 3). A raw backup has
 /// no sealed checksums; this is what verifies it record by record. Returns how many were opened. A
 /// schema-1 database has no sealed records to check (they are sealed at its first unseal).
 fn verify_records(db: &Path, keyring: &Keyring) -> EngineResult<u64> {
     use super::kv::{decrypt, open_secret};
-    if snapshot::schema_version(db)? < 2 {
+    let version = snapshot::schema_version(db)?;
+    if version < 2 {
         return Ok(0);
     }
     let refused = |e: EngineError| match e {
@@ -464,6 +466,24 @@ fn verify_records(db: &Path, keyring: &Keyring) -> EngineResult<u64> {
         for t in tx.all_tokens()? {
             super::token_entry::open_token(keyring, &t)?;
             opened += 1;
+        }
+        if version >= 3 {
+            let mut after = None;
+            loop {
+                let page = tx.export_rows(crate::storage::Table::Cubbyhole, after.as_ref(), 512)?;
+                for row in &page {
+                    if let crate::storage::RawRow::Cubby { token, path, row } = row {
+                        super::cubbyhole::open_entry::<serde::de::IgnoredAny>(
+                            keyring, token, path, row,
+                        )?;
+                        opened += 1;
+                    }
+                }
+                if page.len() < 512 {
+                    break;
+                }
+                after = page.last().cloned();
+            }
         }
         Ok::<_, EngineError>(opened)
     })

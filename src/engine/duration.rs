@@ -13,6 +13,12 @@ pub const MAX_SECS: i64 = i64::MAX / 1_000_000_000;
 /// (truncated), with exact integer arithmetic as Go's `time.ParseDuration` does, up to Go's limit of
 /// i64::MAX nanoseconds. `"d"` (days) is accepted as HashiCorp's parser does.
 pub fn parse_go_duration(input: &str) -> Option<i64> {
+    parse_go_duration_ns(input).map(|ns| ns / 1_000_000_000)
+}
+
+/// [`parse_go_duration`] in nanoseconds, as Go's `time.ParseDuration` gives it (response wrapping
+/// takes a sub-second TTL as it is).
+pub fn parse_go_duration_ns(input: &str) -> Option<i64> {
     let s = input.trim();
     let (neg, mut rest) = match s.as_bytes().first()? {
         b'-' => (true, &s[1..]),
@@ -76,8 +82,8 @@ pub fn parse_go_duration(input: &str) -> Option<i64> {
         }
         rest = next;
     }
-    let secs = (total / 1_000_000_000) as i64;
-    Some(if neg { -secs } else { secs })
+    let ns = total as i64;
+    Some(if neg { -ns } else { ns })
 }
 
 /// Vault's `TypeDurationSecond` / `TypeSignedDurationSecond` decoding of a JSON value.

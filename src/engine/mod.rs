@@ -5,6 +5,7 @@ pub mod backup;
 mod barrier;
 mod cache;
 pub mod clock;
+mod cubbyhole;
 pub mod duration;
 pub mod error;
 mod follow;
@@ -25,11 +26,14 @@ mod states;
 #[cfg(test)]
 mod tests_admin;
 #[cfg(test)]
+mod tests_cubbyhole;
+#[cfg(test)]
 mod tests_restore;
 mod token_entry;
 mod token_roles;
 pub mod tokens;
 pub mod ttl;
+pub mod wrapping;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -203,6 +207,12 @@ impl Engine {
                 result
             })
             .await
+    }
+
+    /// The store (tests look at what it holds).
+    #[cfg(test)]
+    pub fn store_for_tests(&self) -> &Store {
+        &self.store
     }
 
     /// Keeps the writer busy for `ms` milliseconds (tests of the request deadline).

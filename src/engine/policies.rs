@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::barrier;
 use super::error::{EngineError, EngineResult};
+use super::wrapping::{RESPONSE_WRAPPING_POLICY, RESPONSE_WRAPPING_POLICY_TEXT};
 use super::{Engine, Identity, Memory};
 use crate::crypto::Keyring;
 use crate::policy::{self, Acl, Policy};
@@ -79,7 +80,8 @@ fn install_policy(mem: &Memory, name: String, policy: Option<Policy>) {
 
 impl Engine {
     /// Stores the built-in `default` policy if it is missing (at init, and for stores created before
-    /// policies existed).
+    /// policies existed), or if it is still the built-in text of an earlier kvseal (which did not
+    /// grant the token's cubbyhole and response wrapping, as Vault's does).
     pub async fn ensure_default_policy(&self) -> EngineResult<()> {
         let guard = self.admin_lock().await;
         let keyring = self.keyring()?;
@@ -89,8 +91,9 @@ impl Engine {
             guard,
             move |tx| {
                 change_texts(tx, &keyring, |texts| {
-                    if texts.contains_key("default") {
-                        return false;
+                    match texts.get("default") {
+                        Some(t) if t != policy::PREVIOUS_DEFAULT_POLICY => return false,
+                        _ => {}
                     }
                     texts.insert("default".into(), policy::DEFAULT_POLICY.into());
                     true
@@ -106,14 +109,17 @@ impl Engine {
         .await
     }
 
-    /// A policy's text as written. `root` has no text.
+    /// A policy's text as written. `root` has no text; `response-wrapping` is built in.
     pub fn policy_text(&self, name: &str) -> EngineResult<Option<String>> {
         let keyring = self.keyring()?;
+        if name == RESPONSE_WRAPPING_POLICY {
+            return Ok(Some(RESPONSE_WRAPPING_POLICY_TEXT.to_string()));
+        }
         self.store
             .read(|tx| Ok(read_texts(tx, &keyring)?.1.remove(name)))
     }
 
-    /// Every policy name, `root` included (as Vault lists it).
+    /// Every policy name, `root` included and `response-wrapping` left out (as Vault lists them).
     pub fn policy_names(&self) -> EngineResult<Vec<String>> {
         let keyring = self.keyring()?;
         let mut names: Vec<String> = self
@@ -121,6 +127,7 @@ impl Engine {
             .read(|tx| read_texts(tx, &keyring))?
             .1
             .into_keys()
+            .filter(|n| n != RESPONSE_WRAPPING_POLICY)
             .collect();
         names.push("root".into());
         names.sort();
@@ -131,8 +138,10 @@ impl Engine {
     /// one of the text stored, even with concurrent writes of the same policy (see `admin_write`).
     pub async fn put_policy(&self, name: &str, text: &str) -> EngineResult<()> {
         self.keyring()?;
-        if name == "root" {
-            return Err(EngineError::invalid("cannot update \"root\" policy"));
+        if name == "root" || name == RESPONSE_WRAPPING_POLICY {
+            return Err(EngineError::invalid(format!(
+                "cannot update {name:?} policy"
+            )));
         }
         let parsed = policy::parse(name, text).map_err(|e| EngineError::invalid(e.to_string()))?;
         let guard = self.admin_lock().await;
@@ -158,7 +167,7 @@ impl Engine {
     /// Deletes a policy. `root` and `default` cannot be deleted; a missing policy is not an error.
     pub async fn delete_policy(&self, name: &str) -> EngineResult<()> {
         self.keyring()?;
-        if name == "root" || name == "default" {
+        if name == "root" || name == "default" || name == RESPONSE_WRAPPING_POLICY {
             return Err(EngineError::invalid(format!(
                 "cannot delete {name:?} policy"
             )));
@@ -185,6 +194,19 @@ impl Engine {
     pub fn acl_of(&self, names: &[String]) -> Arc<Acl> {
         if names.iter().any(|n| n == "root") {
             return Arc::new(Acl::root());
+        }
+        // A wrapping token's ACL is the built-in policy's, whatever a store may hold by that name
+        // (earlier kvseal let one be written).
+        if names == [RESPONSE_WRAPPING_POLICY] {
+            static WRAPPING: std::sync::OnceLock<Arc<Acl>> = std::sync::OnceLock::new();
+            return WRAPPING
+                .get_or_init(|| {
+                    let p = policy::parse(RESPONSE_WRAPPING_POLICY, RESPONSE_WRAPPING_POLICY_TEXT)
+                        .map(|p| vec![p])
+                        .unwrap_or_default();
+                    Arc::new(Acl::new(&p))
+                })
+                .clone();
         }
         let key = names.to_vec();
         if let Some(acl) = self.mem.acl_cache.get(&key) {

@@ -1,5 +1,5 @@
-//! Re-sealing every record under the newest keyring key (versions, key records, token entries and
-//! the sealed tables), in the background, in small batches through the writer so that ordinary
+//! Re-sealing every record under the newest keyring key (versions, key records, token entries,
+//! cubbyhole entries and the sealed tables), in the background, in small batches through the writer so that ordinary
 //! writes interleave with it and are never blocked for long. Each record is replaced conditionally:
 //! one changed meanwhile by a request is left for the next batch.
 
@@ -84,6 +84,16 @@ impl Engine {
             for old in tx.stale_tokens(active, BATCH)? {
                 let entry = open_token(&keyring, &old)?;
                 match tx.replace_token(&old, &seal_token(&keyring, &entry)?) {
+                    Ok(()) => done += 1,
+                    Err(StorageError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for (token, path, old) in tx.stale_cubby(active, BATCH)? {
+                let entry: serde_json::Value =
+                    super::cubbyhole::open_entry(&keyring, &token, &path, &old)?;
+                let new = super::cubbyhole::seal_entry(&keyring, &token, &path, &entry)?;
+                match tx.replace_cubby(&token, &path, &old, &new) {
                     Ok(()) => done += 1,
                     Err(StorageError::Conflict) => {}
                     Err(e) => return Err(e.into()),

@@ -182,7 +182,7 @@ fn non_negative(v: Option<i64>, name: &str) -> EngineResult<i64> {
     }
 }
 
-fn random_accessor() -> String {
+pub(super) fn random_accessor() -> String {
     let mut b = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()

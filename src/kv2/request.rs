@@ -43,6 +43,9 @@ pub struct VaultRequest {
     /// The JSON body (an object), or the query parameters for reads, lists and deletes.
     pub body: Map<String, Value>,
     pub token: Option<String>,
+    /// The response-wrapping TTL asked for (`X-Vault-Wrap-TTL`), in nanoseconds; set by the Vault
+    /// API, never by OKMS's (which does not wrap).
+    pub wrap_ttl_ns: Option<i64>,
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -140,6 +143,7 @@ pub fn parse_head(
         query,
         body,
         token: crate::app::token_of(req),
+        wrap_ttl_ns: None,
     })
 }
 

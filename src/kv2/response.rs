@@ -32,6 +32,8 @@ pub enum Reply {
     /// A status with an empty body (PATCH of a missing key: the Go client then treats it as "nothing
     /// there" rather than an error).
     Empty(StatusCode),
+    /// A JSON body sent byte for byte with its status: an unwrapped response, as it was wrapped.
+    RawBody(StatusCode, String),
 }
 
 #[derive(Serialize)]
@@ -49,6 +51,28 @@ struct Envelope<'a> {
     mount_type: &'a str,
 }
 
+/// Vault's envelope as JSON text.
+fn envelope_json(
+    request_id: &str,
+    data: &Value,
+    warnings: Option<&[String]>,
+    auth: Option<&Value>,
+    mount_type: &str,
+) -> String {
+    serde_json::to_string(&Envelope {
+        request_id,
+        lease_id: "",
+        renewable: false,
+        lease_duration: 0,
+        data,
+        wrap_info: None,
+        warnings,
+        auth,
+        mount_type,
+    })
+    .unwrap_or_default()
+}
+
 fn json_response(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(("Content-Type", "application/json"))
@@ -56,21 +80,38 @@ fn json_response(status: StatusCode, body: String) -> HttpResponse {
 }
 
 impl Reply {
+    /// The status and JSON body of a reply that response wrapping keeps (Vault wraps every reply
+    /// of its logical layer that has a body: an envelope, a raw envelope, an unwrapped reply).
+    /// `None` for a reply without a body (204), and for those Vault serves outside its logical
+    /// layer, which it never wraps (`sys/health`, `sys/seal-status`, `sys/init`, a snapshot). A
+    /// `sys/` reply is kept as its plain envelope, without the copy of `data` at the top level.
+    pub fn wrappable(&self, request_id: &str, mount_type: &str) -> Option<(StatusCode, String)> {
+        let envelope =
+            |data: &Value, warnings: Option<&[String]>, auth: Option<&Value>, mt: &str| {
+                envelope_json(request_id, data, warnings, auth, mt)
+            };
+        let ok = StatusCode::OK;
+        match self {
+            Reply::Data(d) | Reply::SysInjected(d) => {
+                Some((ok, envelope(d, None, None, mount_type)))
+            }
+            Reply::DataWarn(d, w) => Some((ok, envelope(d, Some(w), None, mount_type))),
+            Reply::Auth(a) => Some((ok, envelope(&Value::Null, None, Some(a), mount_type))),
+            Reply::AuthWarn(a, w) => {
+                Some((ok, envelope(&Value::Null, Some(w), Some(a), mount_type)))
+            }
+            Reply::RawEnvelope(status, d, w) => {
+                Some((*status, envelope(d, w.as_deref(), None, "")))
+            }
+            Reply::RawBody(status, body) => Some((*status, body.clone())),
+            Reply::NoContent | Reply::RawJson(..) | Reply::Binary(..) | Reply::Empty(_) => None,
+        }
+    }
+
     pub fn render(self, request_id: &str, mount_type: &str) -> HttpResponse {
         let envelope =
             |data: &Value, warnings: Option<&[String]>, auth: Option<&Value>, mt: &str| {
-                serde_json::to_string(&Envelope {
-                    request_id,
-                    lease_id: "",
-                    renewable: false,
-                    lease_duration: 0,
-                    data,
-                    wrap_info: None,
-                    warnings,
-                    auth,
-                    mount_type: mt,
-                })
-                .unwrap_or_default()
+                envelope_json(request_id, data, warnings, auth, mt)
             };
         match self {
             Reply::Data(d) => json_response(StatusCode::OK, envelope(&d, None, None, mount_type)),
@@ -116,6 +157,7 @@ impl Reply {
                 json_response(status, envelope(&d, w.as_deref(), None, ""))
             }
             Reply::Empty(status) => json_response(status, String::new()),
+            Reply::RawBody(status, body) => json_response(status, body),
             Reply::Binary(bytes, ct) => HttpResponse::Ok()
                 .insert_header(("Content-Type", ct))
                 .body(bytes),

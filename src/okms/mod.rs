@@ -78,9 +78,7 @@ impl From<Refusal> for OkmsError {
             Refusal::Deadline => Self::Unavailable("request deadline exceeded".into()),
             Refusal::AuditFailed => Self::Internal(audit_http::FAILED_MESSAGE.into()),
             Refusal::Header(h) => match h {
-                pipeline::headers::HeaderRefusal::NamespaceNotFound => {
-                    Self::NotFound(h.message().into())
-                }
+                pipeline::headers::HeaderRefusal::NamespaceNotFound => Self::NotFound(h.message()),
                 _ => Self::bad(h.message()),
             },
             Refusal::InvalidEscape(e) => Self::bad(format!("invalid URL escape \"{e}\"")),

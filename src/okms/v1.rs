@@ -230,6 +230,10 @@ fn render(reply: Reply, rid: &str, page: Option<usize>, data_in_errors: bool) ->
         Reply::SysInjected(d) => json_response(StatusCode::OK, &envelope(rid, d, None)),
         Reply::NoContent => HttpResponse::NoContent().finish(),
         Reply::RawJson(status, v) => json_response(status, &v),
+        // Only Vault's sys/wrapping/unwrap answers one; nothing on this API does.
+        Reply::RawBody(status, body) => HttpResponse::build(status)
+            .insert_header(("Content-Type", "application/json"))
+            .body(body),
         // A deleted or destroyed version: the OKMS error body with the metadata as `data`.
         Reply::RawEnvelope(status, data, warnings) => {
             let message = warnings

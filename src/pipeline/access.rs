@@ -7,7 +7,7 @@
 
 use crate::engine::model::Mount;
 use crate::engine::path::SecretPath;
-use crate::engine::Engine;
+use crate::engine::{Engine, Identity};
 use crate::policy::{Acl, Capabilities};
 
 /// Who may call a route.
@@ -29,6 +29,17 @@ pub enum Access {
     /// the body; an OKMS update needs what its body asks for). Decided right after the body is read
     /// and bounded, before anything is done.
     AfterBody,
+    /// Vault's `sys/wrapping/{unwrap,lookup,rewrap}`: the request names a wrapping token, in the
+    /// body's `token` or else as the header's token itself, and that token must be a live wrapping
+    /// token before anything else is decided (400 `wrapping token is not valid or does not exist`
+    /// otherwise, as Vault validates it first). The body is read first, bounded as on public
+    /// routes, and a failed validation spends the client's rate budget like a failed
+    /// authentication. Then, with `Some(checks)`, the caller must hold them: the header's token
+    /// authenticated as any token when the wrapping token is in the body, or the wrapping token
+    /// itself (its use is not spent here: unwrapping spends it, in the same write that reads the
+    /// reply; refused by its ACL, it is burnt). `None` (lookup): no caller is authenticated, and
+    /// every request spends the rate budget, as on the other unauthenticated routes.
+    WrappingToken(Option<Vec<Check>>),
 }
 
 /// One capability requirement on one Vault path.
@@ -50,6 +61,9 @@ pub enum Need {
     Write { mount: Box<Mount>, key: SecretPath },
     /// Some capability somewhere under the path (Vault's `hasMountAccess`).
     AnyUnder,
+    /// A write to the caller's own cubbyhole at this path (after `cubbyhole/`): `create` when the
+    /// entry does not exist yet, else `update` (the cubbyhole backend's existence check).
+    CubbyWrite(String),
 }
 
 impl Check {
@@ -71,22 +85,36 @@ pub enum Denied {
     Engine(crate::engine::error::EngineError),
 }
 
-/// The one authorization decision: every check must hold.
-pub fn decide(engine: &Engine, acl: &Acl, checks: &[Check]) -> Result<(), Denied> {
+/// The one authorization decision: every check must hold for `caller`, whose request asked for
+/// response wrapping with a TTL of `wrap_ns` nanoseconds (`None`: no wrapping; a policy rule may
+/// require it, see [`Acl::allows_request`]).
+pub fn decide(
+    engine: &Engine,
+    acl: &Acl,
+    checks: &[Check],
+    caller: &Identity,
+    wrap_ns: Option<i64>,
+) -> Result<(), Denied> {
     if acl.is_root() {
         return Ok(());
     }
+    let by_existence = |exists: bool| {
+        if exists {
+            Capabilities::UPDATE
+        } else {
+            Capabilities::CREATE
+        }
+    };
     for c in checks {
         let ok = match &c.need {
-            Need::Caps(caps) => acl.allows_for(&c.path, *caps, c.list),
+            Need::Caps(caps) => acl.allows_request(&c.path, *caps, c.list, wrap_ns),
             Need::Write { mount, key } => {
                 let exists = engine.secret_exists(mount, key).map_err(Denied::Engine)?;
-                let cap = if exists {
-                    Capabilities::UPDATE
-                } else {
-                    Capabilities::CREATE
-                };
-                acl.allows_for(&c.path, cap, false)
+                acl.allows_request(&c.path, by_existence(exists), false, wrap_ns)
+            }
+            Need::CubbyWrite(path) => {
+                let exists = engine.cubby_exists(caller, path).map_err(Denied::Engine)?;
+                acl.allows_request(&c.path, by_existence(exists), false, wrap_ns)
             }
             Need::AnyUnder => acl.has_any_under(&c.path),
         };

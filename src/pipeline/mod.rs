@@ -154,6 +154,21 @@ pub trait Api: 'static {
         body: &[u8],
     ) -> Result<Vec<Check>, Self::Error>;
 
+    /// The response-wrapping TTL the request asks for, in nanoseconds (`None`: no wrapping): policy
+    /// rules may require one (`min_wrapping_ttl`, `max_wrapping_ttl`). Only Vault's API wraps.
+    fn wrap_ttl(_route: &Self::Route) -> Option<i64> {
+        None
+    }
+
+    /// The wrapping token an [`Access::WrappingToken`] request names in its body (`token`), if
+    /// any; an error when the body is not what the route takes.
+    fn wrapping_token_in_body(
+        _route: &Self::Route,
+        _body: &[u8],
+    ) -> Result<Option<String>, Self::Error> {
+        Ok(None)
+    }
+
     /// A caller without a token may be a verified client certificate (OKMS's mTLS). `None`: this
     /// API takes tokens only.
     fn certificate_caller(
@@ -202,6 +217,18 @@ pub async fn serve<A: Api>(
     }
 }
 
+/// Why a body could not be read, as the pipeline refuses it.
+fn body_refusal(e: BodyError) -> Refusal {
+    match e {
+        BodyError::TooLarge => Refusal::TooLarge,
+        BodyError::Read(m) => Refusal::BodyRead(m),
+        BodyError::TimedOut => Refusal::BodyTimeout,
+        BodyError::Write(m) => Refusal::Engine(EngineError::Unavailable(format!(
+            "writing the uploaded snapshot: {m}"
+        ))),
+    }
+}
+
 async fn admit_and_handle<A: Api>(
     req: &HttpRequest,
     payload: web::Payload,
@@ -219,6 +246,17 @@ async fn admit_and_handle<A: Api>(
         audit_path,
         audit_op,
     } = routed;
+    let wrap_ns = A::wrap_ttl(&route);
+    if let Access::WrappingToken(checks) = access {
+        let routed = Routed {
+            route,
+            access: Access::Filtered,
+            body: body_kind,
+            audit_path,
+            audit_op,
+        };
+        return admit_wrapping::<A>(req, payload, state, rid, routed, checks, audit).await;
+    }
     // A refusal after this point is audited (without the body, which is never read for it).
     let refuse = |audit: &mut Option<Exchange>, caller: Option<&Identity>, r: Refusal| {
         *audit = Exchange::begin(engine, req, rid, audit_op, &audit_path, caller);
@@ -267,7 +305,7 @@ async fn admit_and_handle<A: Api>(
         };
         let acl = engine.acl(&identity);
         if let Access::Checks(checks) = &access {
-            if let Err(d) = access::decide(engine, &acl, checks) {
+            if let Err(d) = access::decide(engine, &acl, checks, &identity, wrap_ns) {
                 let r = match d {
                     access::Denied::Forbidden => Refusal::Forbidden,
                     access::Denied::Engine(e) => Refusal::Engine(e),
@@ -284,14 +322,6 @@ async fn admit_and_handle<A: Api>(
         state.max_request_size
     };
     let caller_id = caller.as_ref().map(|c| &c.identity);
-    let body_refusal = |e: BodyError| match e {
-        BodyError::TooLarge => Refusal::TooLarge,
-        BodyError::Read(m) => Refusal::BodyRead(m),
-        BodyError::TimedOut => Refusal::BodyTimeout,
-        BodyError::Write(m) => Refusal::Engine(EngineError::Unavailable(format!(
-            "writing the uploaded snapshot: {m}"
-        ))),
-    };
     let (body, upload) = match body_kind {
         Body::Json => {
             let body = match app::read_body(req, payload, limit).await {
@@ -331,7 +361,7 @@ async fn admit_and_handle<A: Api>(
                 return Err(e);
             }
         };
-        if let Err(d) = access::decide(engine, &c.acl, &checks) {
+        if let Err(d) = access::decide(engine, &c.acl, &checks, &c.identity, wrap_ns) {
             let r = match d {
                 access::Denied::Forbidden => Refusal::Forbidden,
                 access::Denied::Engine(e) => Refusal::Engine(e),
@@ -354,6 +384,130 @@ async fn admit_and_handle<A: Api>(
         route,
         body,
         upload,
+        caller,
+    })
+    .await
+}
+
+/// Admission of an [`Access::WrappingToken`] route (see there): the wrapping token named by the
+/// request is validated first, then the caller, if the route has checks.
+async fn admit_wrapping<A: Api>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    rid: &str,
+    routed: Routed<A::Route>,
+    checks: Option<Vec<Check>>,
+    audit: &mut Option<Exchange>,
+) -> Result<HttpResponse, A::Error> {
+    let engine = &state.engine;
+    let ip = app::client_ip(req);
+    let Routed {
+        route,
+        audit_path,
+        audit_op,
+        ..
+    } = routed;
+    let refuse = |audit: &mut Option<Exchange>, caller: Option<&Identity>, r: Refusal| {
+        *audit = Exchange::begin(engine, req, rid, audit_op, &audit_path, caller);
+        match audit {
+            Some(a) if a.request().is_err() => Refusal::AuditFailed.into(),
+            _ => A::Error::from(r),
+        }
+    };
+    let too_many =
+        || Refusal::TooManyRequests(audit_path.clone(), state.limiter.retry_after_secs());
+    // Without checks (lookup) the route is an unauthenticated one: every request spends the
+    // budget. With checks, only a failed validation or authentication does.
+    let unauthenticated = checks.is_none();
+    if unauthenticated && !state.limiter.take(ip) {
+        return Err(refuse(audit, None, too_many()));
+    }
+    let failed = |r: Refusal| {
+        if unauthenticated || state.limiter.take(ip) {
+            r
+        } else {
+            too_many()
+        }
+    };
+    if engine.seal_status() != SealStatus::Unsealed {
+        return Err(Refusal::Sealed.into());
+    }
+    let limit = state.max_request_size.min(PUBLIC_BODY_LIMIT);
+    let body = match app::read_body(req, payload, limit).await {
+        Ok(b) => b,
+        Err(e) => return Err(refuse(audit, None, body_refusal(e))),
+    };
+    if let Err(m) = json_limits::check(&body, &app::json_limits()) {
+        return Err(refuse(audit, None, Refusal::Json(m)));
+    }
+    let in_body = A::wrapping_token_in_body(&route, &body)?;
+    let header = app::token_of(req).filter(|t| !t.is_empty());
+    // Vault: "error validating wrapping token: token is empty" (403).
+    let Some(target) = in_body.clone().or_else(|| header.clone()) else {
+        return Err(refuse(audit, None, failed(Refusal::Unauthenticated)));
+    };
+    match engine.is_wrapping_token(&target) {
+        Ok(true) => {}
+        Ok(false) => {
+            let invalid = EngineError::invalid(crate::engine::wrapping::INVALID_WRAPPING_TOKEN);
+            return Err(refuse(audit, None, failed(Refusal::Engine(invalid))));
+        }
+        Err(e) => return Err(refuse(audit, None, Refusal::Engine(e))),
+    }
+    let caller = match checks {
+        None => None,
+        Some(checks) => {
+            let authenticated = match (&in_body, &header) {
+                // The wrapping token is in the body: the header's token is the caller, any token.
+                (Some(_), Some(t)) => engine.authenticate(t).await,
+                (Some(_), None) => Err(EngineError::PermissionDenied),
+                // The wrapping token is its own credential; unwrapping spends its use.
+                (None, _) => engine.wrapping_identity(&target),
+            };
+            let identity = match authenticated {
+                Ok(id) => id,
+                Err(EngineError::PermissionDenied) | Err(EngineError::Invalid(_)) => {
+                    return Err(refuse(audit, None, failed(Refusal::Unauthenticated)))
+                }
+                Err(e) => return Err(refuse(audit, None, Refusal::Engine(e))),
+            };
+            let acl = engine.acl(&identity);
+            if let Err(d) = access::decide(engine, &acl, &checks, &identity, None) {
+                let r = match d {
+                    access::Denied::Forbidden => {
+                        if in_body.is_none() {
+                            // Used where its policy does not reach: burnt, as a token's use
+                            // is spent by any request in Vault.
+                            let gone = crate::engine::tokens::TokenRef::Token(&target);
+                            if let Err(e) = engine.revoke_token(gone, false).await {
+                                return Err(refuse(audit, Some(&identity), Refusal::Engine(e)));
+                            }
+                        }
+                        Refusal::Forbidden
+                    }
+                    access::Denied::Engine(e) => Refusal::Engine(e),
+                };
+                return Err(refuse(audit, Some(&identity), r));
+            }
+            Some(Caller { identity, acl })
+        }
+    };
+    let caller_id = caller.as_ref().map(|c| &c.identity);
+    *audit = Exchange::begin(engine, req, rid, audit_op, &audit_path, caller_id);
+    if let Some(a) = audit.as_mut() {
+        a.set_body(&body);
+        if a.request().is_err() {
+            return Err(Refusal::AuditFailed.into());
+        }
+    }
+    A::handle(Call {
+        state,
+        http: req,
+        rid,
+        route,
+        body,
+        upload: None,
         caller,
     })
     .await

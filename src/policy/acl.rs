@@ -28,10 +28,19 @@ use super::{Capabilities, Policy};
 #[derive(Clone, Debug, Default)]
 pub struct Acl {
     root: bool,
-    exact: HashMap<String, Capabilities>,
-    prefix: HashMap<String, Capabilities>,
+    exact: HashMap<String, Perms>,
+    prefix: HashMap<String, Perms>,
     /// Iteration order does not matter: [`priority`] is a total order on distinct rules.
-    segment: HashMap<String, Capabilities>,
+    segment: HashMap<String, Perms>,
+}
+
+/// What the rules of one key grant, merged (Vault's `ACLPermissions`, the parts kvseal enforces).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Perms {
+    caps: Capabilities,
+    /// Whole seconds, 0 when no rule set one.
+    min_wrapping_ttl: i64,
+    max_wrapping_ttl: i64,
 }
 
 /// One glob or `+` rule that matched, described the way Vault's `wcPathDescr` does.
@@ -45,7 +54,16 @@ struct Candidate<'a> {
     wildcards: usize,
     /// The rule without its trailing `*`.
     wc_path: &'a str,
-    caps: Capabilities,
+    perms: Perms,
+}
+
+/// Whether `caps` (a path's) grant every bit of `cap`: never an empty `cap` (a caller bug: failing
+/// closed is safer), never with `DENY` on either side.
+fn grants(caps: Capabilities, cap: Capabilities) -> bool {
+    !cap.is_empty()
+        && !cap.contains(Capabilities::DENY)
+        && !caps.contains(Capabilities::DENY)
+        && caps.contains(cap)
 }
 
 /// Vault's `wildcardPathDescriptorComparePriority`, as an ordering where `Greater` means `a`
@@ -83,16 +101,27 @@ fn classify(path: &str) -> Kind<'_> {
 }
 
 /// Rules for the same key, from the same or different policies (`acl.go` `NewACL`): an existing
-/// deny stays; a new deny replaces everything; otherwise the capabilities are unioned.
-fn merge(existing: &mut Capabilities, new: Capabilities) {
-    if existing.contains(Capabilities::DENY) {
+/// deny stays; a new deny replaces everything; otherwise the capabilities are unioned, and of two
+/// wrapping TTL bounds (minimum or maximum) set, the lesser is kept (Vault prefers short-lived
+/// wrapping tokens).
+fn merge(existing: &mut Perms, new: Perms) {
+    if existing.caps.contains(Capabilities::DENY) {
         return;
     }
-    *existing = if new.contains(Capabilities::DENY) {
-        Capabilities::DENY
-    } else {
-        existing.union(new)
+    if new.caps.contains(Capabilities::DENY) {
+        existing.caps = Capabilities::DENY;
+        return;
+    }
+    existing.caps = existing.caps.union(new.caps);
+    let lesser = |old: i64, new: i64| {
+        if new > 0 && (old == 0 || new < old) {
+            new
+        } else {
+            old
+        }
     };
+    existing.max_wrapping_ttl = lesser(existing.max_wrapping_ttl, new.max_wrapping_ttl);
+    existing.min_wrapping_ttl = lesser(existing.min_wrapping_ttl, new.min_wrapping_ttl);
 }
 
 impl Acl {
@@ -101,7 +130,11 @@ impl Acl {
     pub fn new(policies: &[Policy]) -> Acl {
         let mut acl = Acl::default();
         for rule in policies.iter().flat_map(|p| p.rules()) {
-            let caps = rule.capabilities;
+            let caps = Perms {
+                caps: rule.capabilities,
+                min_wrapping_ttl: rule.min_wrapping_ttl,
+                max_wrapping_ttl: rule.max_wrapping_ttl,
+            };
             let (table, key) = match classify(&rule.path) {
                 Kind::Exact(key) => (&mut acl.exact, key),
                 Kind::Prefix(key) => (&mut acl.prefix, key),
@@ -147,14 +180,19 @@ impl Acl {
         if self.root {
             return Capabilities::ALL.union(Capabilities::ROOT);
         }
+        self.perms_for(path, list).caps
+    }
+
+    /// The merged rule that decides a request on `path` (see [`Acl::capabilities_for`]).
+    fn perms_for(&self, path: &str, list: bool) -> Perms {
         let path = path.trim_start_matches('/');
-        if let Some(caps) = self.exact.get(path) {
-            return *caps;
+        if let Some(perms) = self.exact.get(path) {
+            return *perms;
         }
         match path.strip_suffix('/').filter(|_| list) {
             Some(trimmed) => {
-                if let Some(caps) = self.exact.get(trimmed) {
-                    return *caps;
+                if let Some(perms) = self.exact.get(trimmed) {
+                    return *perms;
                 }
                 let mut candidates = self.candidates(trimmed);
                 candidates.extend(self.candidates(path));
@@ -164,8 +202,41 @@ impl Acl {
                 .candidates(path)
                 .iter()
                 .max_by(|a, b| priority(a, b))
-                .map_or(Capabilities::NONE, |c| c.caps),
+                .map_or(Perms::default(), |c| c.perms),
         }
+    }
+
+    /// [`Acl::allows_for`] for a request that asked for response wrapping with a TTL of `wrap_ns`
+    /// nanoseconds (`None`: no wrapping). The rule that decides the request may require wrapping
+    /// (`min_wrapping_ttl`, `max_wrapping_ttl`): without it, or with a TTL outside its bounds, the
+    /// request is refused like a missing capability (Vault's `AllowOperation`). Root has no bounds.
+    pub fn allows_request(
+        &self,
+        path: &str,
+        cap: Capabilities,
+        list: bool,
+        wrap_ns: Option<i64>,
+    ) -> bool {
+        if self.root {
+            return self.allows_for(path, cap, list);
+        }
+        // One lookup of the deciding rule for both questions (this is every request's check).
+        let p = self.perms_for(path, list);
+        if !grants(p.caps, cap) {
+            return false;
+        }
+        const NS: i64 = 1_000_000_000;
+        let wrap = wrap_ns.unwrap_or(0);
+        if p.max_wrapping_ttl > 0 && (wrap == 0 || wrap > p.max_wrapping_ttl.saturating_mul(NS)) {
+            return false;
+        }
+        if p.min_wrapping_ttl > 0 && (wrap == 0 || wrap < p.min_wrapping_ttl.saturating_mul(NS)) {
+            return false;
+        }
+        // Merging can leave a maximum below the minimum; nothing satisfies both.
+        !(p.min_wrapping_ttl > 0
+            && p.max_wrapping_ttl > 0
+            && p.max_wrapping_ttl < p.min_wrapping_ttl)
     }
 
     /// True when every bit of `cap` is granted on `path` and `DENY` is not (deny wins).
@@ -176,11 +247,7 @@ impl Acl {
 
     /// [`Acl::allows`] for one request whose operation is (`list`) or is not a list.
     pub fn allows_for(&self, path: &str, cap: Capabilities, list: bool) -> bool {
-        let caps = self.capabilities_for(path, list);
-        !cap.is_empty()
-            && !cap.contains(Capabilities::DENY)
-            && !caps.contains(Capabilities::DENY)
-            && caps.contains(cap)
+        grants(self.capabilities_for(path, list), cap)
     }
 
     /// Whether the token has some non-deny capability on some path under `prefix` (a mount
@@ -204,17 +271,17 @@ impl Acl {
         if grants(&self.capabilities(&prefix)) {
             return true;
         }
-        let walk = |table: &HashMap<String, Capabilities>| {
+        let walk = |table: &HashMap<String, Perms>| {
             table
                 .iter()
-                .any(|(key, caps)| key.starts_with(prefix.as_str()) && grants(caps))
+                .any(|(key, p)| key.starts_with(prefix.as_str()) && grants(&p.caps))
         };
         if walk(&self.exact) || walk(&self.prefix) {
             return true;
         }
         self.segment
             .iter()
-            .any(|(rule, caps)| grants(caps) && segment_rule_reaches_under(rule, &prefix))
+            .any(|(rule, p)| grants(&p.caps) && segment_rule_reaches_under(rule, &prefix))
     }
 
     /// Every glob and `+` candidate for `path` (Vault's `prefixAndWCCandidatesForPath`): the
@@ -226,13 +293,13 @@ impl Acl {
             .rev()
             .filter(|&end| path.is_char_boundary(end))
             .find_map(|end| self.prefix.get_key_value(&path[..end]));
-        if let Some((key, caps)) = longest {
+        if let Some((key, perms)) = longest {
             out.push(Candidate {
                 first_wildcard: key.len(),
                 is_prefix: true,
                 wildcards: 0,
                 wc_path: key,
-                caps: *caps,
+                perms: *perms,
             });
         }
         if !self.segment.is_empty() {
@@ -240,7 +307,7 @@ impl Acl {
             out.extend(
                 self.segment
                     .iter()
-                    .filter_map(|(rule, caps)| match_segment_rule(rule, *caps, &parts)),
+                    .filter_map(|(rule, perms)| match_segment_rule(rule, *perms, &parts)),
             );
         }
         out
@@ -254,11 +321,7 @@ impl Acl {
 /// `+` matches exactly one segment, the empty one included, as in Vault: `secret/+/x` matches
 /// `secret//x`, and `secret/metadata/+` matches the list path `secret/metadata/` (whose last
 /// segment is empty), so a policy written for Vault allows here what it allows there.
-fn match_segment_rule<'a>(
-    rule: &'a str,
-    caps: Capabilities,
-    parts: &[&str],
-) -> Option<Candidate<'a>> {
+fn match_segment_rule<'a>(rule: &'a str, perms: Perms, parts: &[&str]) -> Option<Candidate<'a>> {
     let first_wildcard = rule.find('+')?;
     let (wc_path, is_prefix) = match rule.strip_suffix('*') {
         Some(stripped) => (stripped, true),
@@ -282,7 +345,7 @@ fn match_segment_rule<'a>(
         is_prefix,
         wildcards,
         wc_path,
-        caps,
+        perms,
     })
 }
 
@@ -292,27 +355,27 @@ fn match_segment_rule<'a>(
 /// 1. the most specific deny wins if it outranks the most specific list-granting rule;
 /// 2. else the most specific list-granting rule;
 /// 3. else the most specific rule overall (so its other capabilities are reported).
-fn resolve_list(candidates: &[Candidate<'_>]) -> Capabilities {
+fn resolve_list(candidates: &[Candidate<'_>]) -> Perms {
     let best_of = |want: Capabilities| {
         candidates
             .iter()
-            .filter(|c| c.caps.contains(want))
+            .filter(|c| c.perms.caps.contains(want))
             .max_by(|a, b| priority(a, b))
     };
     let best_deny = best_of(Capabilities::DENY);
     let best_list = best_of(Capabilities::LIST);
     if let Some(deny) = best_deny {
         if best_list.is_none_or(|list| priority(list, deny) == Ordering::Less) {
-            return deny.caps;
+            return deny.perms;
         }
     }
     if let Some(list) = best_list {
-        return list.caps;
+        return list.perms;
     }
     candidates
         .iter()
         .max_by(|a, b| priority(a, b))
-        .map_or(Capabilities::NONE, |c| c.caps)
+        .map_or(Perms::default(), |c| c.perms)
 }
 
 /// Could segment rule `rule` match some path under `prefix` (which ends with `/`)? Vault's

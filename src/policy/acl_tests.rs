@@ -267,3 +267,182 @@ fn has_any_under_cases() {
     }
     assert!(!Acl::new(&[]).has_any_under("secret/"));
 }
+
+/// A rule with wrapping TTL bounds: `path "<path>" { capabilities = [<caps>] min/max_wrapping_ttl }`.
+fn wrapped_rule(path: &str, caps: &str, min: &str, max: &str) -> String {
+    let mut r = rule(path, caps);
+    r.truncate(r.trim_end().len() - 1);
+    if !min.is_empty() {
+        r += &format!("\n min_wrapping_ttl = {min:?}");
+    }
+    if !max.is_empty() {
+        r += &format!("\n max_wrapping_ttl = {max:?}");
+    }
+    r + "\n}\n"
+}
+
+#[test]
+fn wrapping_ttl_bounds_decide_like_vaults_allow_operation() {
+    const S: i64 = 1_000_000_000;
+    // (why, policies as (path, caps, min, max), request path, wrap TTL asked, allowed)
+    #[allow(clippy::type_complexity)]
+    let cases: &[(
+        &str,
+        &[&[(&str, &str, &str, &str)]],
+        &str,
+        Option<i64>,
+        bool,
+    )] = &[
+        (
+            "no bounds, no wrapping",
+            &[&[("a", "read", "", "")]],
+            "a",
+            None,
+            true,
+        ),
+        (
+            "no bounds, wrapped",
+            &[&[("a", "read", "", "")]],
+            "a",
+            Some(60 * S),
+            true,
+        ),
+        (
+            "min: not wrapped",
+            &[&[("a", "read", "30s", "")]],
+            "a",
+            None,
+            false,
+        ),
+        (
+            "min: too short",
+            &[&[("a", "read", "30s", "")]],
+            "a",
+            Some(10 * S),
+            false,
+        ),
+        (
+            "min: exactly",
+            &[&[("a", "read", "30s", "")]],
+            "a",
+            Some(30 * S),
+            true,
+        ),
+        (
+            "min: longer",
+            &[&[("a", "read", "30s", "")]],
+            "a",
+            Some(3600 * S),
+            true,
+        ),
+        (
+            "max: not wrapped",
+            &[&[("a", "read", "", "1m")]],
+            "a",
+            None,
+            false,
+        ),
+        (
+            "max: too long",
+            &[&[("a", "read", "", "1m")]],
+            "a",
+            Some(61 * S),
+            false,
+        ),
+        (
+            "max: exactly",
+            &[&[("a", "read", "", "1m")]],
+            "a",
+            Some(60 * S),
+            true,
+        ),
+        (
+            "max: sub-second",
+            &[&[("a", "read", "", "1m")]],
+            "a",
+            Some(S / 2),
+            true,
+        ),
+        (
+            "both: inside",
+            &[&[("a", "read", "30s", "2m")]],
+            "a",
+            Some(60 * S),
+            true,
+        ),
+        (
+            "both: below",
+            &[&[("a", "read", "30s", "2m")]],
+            "a",
+            Some(29 * S),
+            false,
+        ),
+        (
+            "both: above",
+            &[&[("a", "read", "30s", "2m")]],
+            "a",
+            Some(121 * S),
+            false,
+        ),
+        (
+            "glob rule carries its bounds",
+            &[&[("a/*", "read", "30s", "")]],
+            "a/b",
+            None,
+            false,
+        ),
+        (
+            "the more specific rule decides: exact without bounds",
+            &[&[("a/*", "read", "30s", ""), ("a/b", "read", "", "")]],
+            "a/b",
+            None,
+            true,
+        ),
+        (
+            "merged over policies: the lesser minimum holds",
+            &[&[("a", "read", "60s", "")], &[("a", "read", "30s", "")]],
+            "a",
+            Some(40 * S),
+            true,
+        ),
+        (
+            "merged over policies: the lesser maximum holds",
+            &[&[("a", "read", "", "2m")], &[("a", "read", "", "1m")]],
+            "a",
+            Some(90 * S),
+            false,
+        ),
+        (
+            "merged: a maximum below the minimum allows nothing",
+            &[&[("a", "read", "", "1m")], &[("a", "read", "2m", "")]],
+            "a",
+            Some(90 * S),
+            false,
+        ),
+        (
+            "bounds on a rule without the capability do not matter",
+            &[&[("a", "list", "30s", "")]],
+            "a",
+            Some(60 * S),
+            false,
+        ),
+    ];
+    for (why, policies, path, wrap, want) in cases {
+        let texts: Vec<String> = policies
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|(path, caps, min, max)| wrapped_rule(path, caps, min, max))
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let got = acl(&refs).allows_request(path, C::READ, false, *wrap);
+        assert_eq!(got, *want, "{why}");
+    }
+    // Root has no bounds; the plain capability answers ignore them (sys/capabilities shows
+    // `read` for a rule that needs wrapping, as Vault does).
+    assert!(Acl::root().allows_request("a", C::READ, false, None));
+    let bounded = acl(&[&wrapped_rule("a", "read", "30s", "")]);
+    assert_eq!(bounded.capabilities("a"), C::READ);
+}

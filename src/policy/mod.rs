@@ -11,15 +11,16 @@
 //! - [`Acl::has_any_under`] answers the `sys/internal/ui/mounts` preflight question.
 //!
 //! kvseal deliberately refuses the policy features it cannot enforce (parameter constraints,
-//! wrapping TTLs, control groups, MFA, templating) instead of ignoring them: a policy author who
-//! wrote `denied_parameters` expects it to restrict something.
+//! control groups, MFA, templating) instead of ignoring them: a policy author who wrote
+//! `denied_parameters` expects it to restrict something. Wrapping TTLs (`min_wrapping_ttl`,
+//! `max_wrapping_ttl`) are enforced, as Vault does.
 
 mod acl;
 mod default;
 mod parse;
 
 pub use acl::Acl;
-pub use default::DEFAULT_POLICY;
+pub use default::{DEFAULT_POLICY, PREVIOUS_DEFAULT_POLICY};
 pub use parse::parse;
 
 /// A set of Vault capabilities, one bit each.
@@ -171,16 +172,26 @@ pub enum PolicyError {
     /// A `path` block without exactly one label.
     #[error("failed to parse policy: a path block needs exactly one label, the path")]
     PathLabel,
+    /// A wrapping TTL that is not a duration, is negative, or a maximum below the minimum
+    /// (Vault's messages: `error parsing min_wrapping_ttl: time: invalid duration "abc"`,
+    /// `max_wrapping_ttl cannot be less than min_wrapping_ttl`).
+    #[error("failed to parse policy: path {path:?}: {message}")]
+    WrappingTtl { path: String, message: String },
 }
 
 /// One `path "..." { ... }` block, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PathRule {
     /// The path as written, minus one leading `/` (Vault strips it too). Globs are kept:
     /// `secret/data/*`, `secret/+/x`.
     pub path: String,
     /// The capabilities the block grants; `DENY` alone when it denies.
     pub capabilities: Capabilities,
+    /// `min_wrapping_ttl` / `max_wrapping_ttl` in whole seconds, 0 when not set: a request the
+    /// rule decides must ask for response wrapping with a TTL within them (Vault's
+    /// `MinWrappingTTL` / `MaxWrappingTTL`).
+    pub min_wrapping_ttl: i64,
+    pub max_wrapping_ttl: i64,
 }
 
 /// A parsed policy: its name and its path rules in the order written.

@@ -18,6 +18,8 @@ enum Field {
     List(Vec<Field>),
     /// A nested block (HCL `control_group { ... }`) or a JSON object.
     Block,
+    /// A whole number (`min_wrapping_ttl = 60`).
+    Int(i64),
     /// A number, bool, template with interpolation, function call, ...
     Other,
 }
@@ -28,8 +30,6 @@ const UNSUPPORTED_KEYS: &[&str] = &[
     "allowed_parameters",
     "denied_parameters",
     "required_parameters",
-    "min_wrapping_ttl",
-    "max_wrapping_ttl",
     "mfa_methods",
     "control_group",
     "subscribe_event_types",
@@ -276,6 +276,7 @@ fn hcl_field(expr: &hcl::Expression) -> Field {
         hcl::Expression::String(s) => Field::Str(s.clone()),
         hcl::Expression::Array(items) => Field::List(items.iter().map(hcl_field).collect()),
         hcl::Expression::Object(_) => Field::Block,
+        hcl::Expression::Number(n) => n.as_i64().map_or(Field::Other, Field::Int),
         _ => Field::Other,
     }
 }
@@ -331,6 +332,7 @@ fn json_field(value: serde_json::Value) -> Field {
         serde_json::Value::String(s) => Field::Str(s),
         serde_json::Value::Array(items) => Field::List(items.into_iter().map(json_field).collect()),
         serde_json::Value::Object(_) => Field::Block,
+        serde_json::Value::Number(n) => n.as_i64().map_or(Field::Other, Field::Int),
         _ => Field::Other,
     }
 }
@@ -343,6 +345,7 @@ fn build_rule(label: &str, fields: Vec<(String, Field)>) -> Result<PathRule, Pol
     let err_path = || label.to_string();
     let mut legacy: Option<String> = None;
     let mut listed: Option<Vec<String>> = None;
+    let (mut min_wrapping_ttl, mut max_wrapping_ttl) = (0, 0);
     // Duplicate keys never get here: hcl-rs rejects a redefined attribute, and a JSON object
     // keeps the last value of a repeated key.
     for (key, field) in fields {
@@ -358,6 +361,8 @@ fn build_rule(label: &str, fields: Vec<(String, Field)>) -> Result<PathRule, Pol
                     })
                 }
             },
+            "min_wrapping_ttl" => min_wrapping_ttl = wrapping_ttl(label, &key, field)?,
+            "max_wrapping_ttl" => max_wrapping_ttl = wrapping_ttl(label, &key, field)?,
             // Free text Vault accepts and ignores.
             "comment" => {}
             k if UNSUPPORTED_KEYS.contains(&k) => {
@@ -377,6 +382,12 @@ fn build_rule(label: &str, fields: Vec<(String, Field)>) -> Result<PathRule, Pol
 
     if legacy.is_none() && listed.is_none() {
         return Err(PolicyError::MissingCapabilities { path: err_path() });
+    }
+    if min_wrapping_ttl != 0 && max_wrapping_ttl != 0 && max_wrapping_ttl < min_wrapping_ttl {
+        return Err(PolicyError::WrappingTtl {
+            path: err_path(),
+            message: "max_wrapping_ttl cannot be less than min_wrapping_ttl".into(),
+        });
     }
     let mut caps = Capabilities::NONE;
     if let Some(policy) = legacy {
@@ -401,7 +412,37 @@ fn build_rule(label: &str, fields: Vec<(String, Field)>) -> Result<PathRule, Pol
     Ok(PathRule {
         path,
         capabilities: caps,
+        min_wrapping_ttl,
+        max_wrapping_ttl,
     })
+}
+
+/// A wrapping TTL as Vault's `parseutil.ParseDurationSecond` reads it: whole seconds as a number or
+/// numeric string, or a Go duration (`"90s"`, `"1h"`); kvseal also refuses a negative one, which
+/// Vault takes and can never satisfy.
+fn wrapping_ttl(label: &str, key: &str, field: Field) -> Result<i64, PolicyError> {
+    let fail = |message: String| PolicyError::WrappingTtl {
+        path: label.to_string(),
+        message,
+    };
+    let secs = match field {
+        Field::Int(n) => Some(n),
+        Field::Str(s) => {
+            crate::engine::duration::parse_duration_value(&serde_json::Value::String(s.clone()))
+                .ok_or_else(|| fail(format!("error parsing {key}: time: invalid duration {s:?}")))
+                .map(Some)?
+        }
+        _ => None,
+    };
+    match secs {
+        Some(n) if n >= 0 => Ok(n),
+        Some(_) => Err(fail(format!("error parsing {key}: must not be negative"))),
+        None => Err(PolicyError::InvalidValue {
+            path: label.to_string(),
+            key: key.to_string(),
+            expected: "a duration (a number of seconds or a string such as \"90s\")",
+        }),
+    }
 }
 
 /// The legacy `policy = "..."` values (`policy.go` `OldReadPathPolicy` etc.). Note that

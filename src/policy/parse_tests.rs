@@ -40,15 +40,18 @@ fn hcl_form() {
         &[
             PathRule {
                 path: "secret/data/*".into(),
-                capabilities: C::READ | C::LIST
+                capabilities: C::READ | C::LIST,
+                ..PathRule::default()
             },
             PathRule {
                 path: "secret/metadata/app".into(),
-                capabilities: C::CREATE | C::PATCH | C::SUDO
+                capabilities: C::CREATE | C::PATCH | C::SUDO,
+                ..PathRule::default()
             },
             PathRule {
                 path: "secret/+/x".into(),
-                capabilities: C::NONE
+                capabilities: C::NONE,
+                ..PathRule::default()
             },
         ]
     );
@@ -162,8 +165,6 @@ fn unsupported_restrictions_are_refused() {
         ("allowed_parameters", r#"{ "ttl" = [] }"#),
         ("denied_parameters", r#"{ "*" = [] }"#),
         ("required_parameters", r#"["ttl"]"#),
-        ("min_wrapping_ttl", r#""1m""#),
-        ("max_wrapping_ttl", r#""1h""#),
         ("mfa_methods", r#"["duo"]"#),
     ] {
         let text =
@@ -261,4 +262,74 @@ fn operator_soup_is_refused_quickly() {
     // What policies do contain is still fine, including those characters inside strings and comments.
     let ok = "# a/b * c\npath \"secret/data/+/x*\" {\n  capabilities = [\"read\"] // c/d\n}\n/* {x/y} */";
     assert!(super::parse("x", ok).is_ok());
+}
+
+#[test]
+fn wrapping_ttls_parse_as_vault_reads_them() {
+    // (min, max) as written → (min, max) in seconds.
+    let cases: &[(&str, &str, (i64, i64))] = &[
+        (r#""30s""#, r#""2m""#, (30, 120)),
+        ("60", r#""1h""#, (60, 3600)),
+        (r#""90""#, r#""1.5h""#, (90, 5400)),
+        (r#""1d""#, r#""1d""#, (86400, 86400)),
+        (r#""0""#, r#""10s""#, (0, 10)),
+    ];
+    for (min, max, want) in cases {
+        let rule = one_rule(&format!(
+            "path \"secret/data/x\" {{\n capabilities = [\"read\"]\n min_wrapping_ttl = {min}\n max_wrapping_ttl = {max}\n}}"
+        ));
+        assert_eq!(
+            (rule.min_wrapping_ttl, rule.max_wrapping_ttl),
+            *want,
+            "{min} {max}"
+        );
+        assert_eq!(rule.capabilities, C::READ);
+    }
+    let json = one_rule(
+        r#"{"path": {"a": {"capabilities": ["read"], "min_wrapping_ttl": 5, "max_wrapping_ttl": "1m"}}}"#,
+    );
+    assert_eq!((json.min_wrapping_ttl, json.max_wrapping_ttl), (5, 60));
+    assert_eq!(
+        one_rule(r#"path "a" { capabilities = ["read"] }"#).min_wrapping_ttl,
+        0
+    );
+}
+
+#[test]
+fn wrapping_ttls_that_cannot_hold_are_refused() {
+    let rule = |min: &str, max: &str| {
+        let mut t = String::from("path \"a\" {\n capabilities = [\"read\"]\n");
+        if !min.is_empty() {
+            t += &format!(" min_wrapping_ttl = {min}\n");
+        }
+        if !max.is_empty() {
+            t += &format!(" max_wrapping_ttl = {max}\n");
+        }
+        t + "}"
+    };
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            r#""2m""#,
+            r#""1m""#,
+            "failed to parse policy: path \"a\": max_wrapping_ttl cannot be less than min_wrapping_ttl",
+        ),
+        (
+            r#""abc""#,
+            "",
+            "failed to parse policy: path \"a\": error parsing min_wrapping_ttl: time: invalid duration \"abc\"",
+        ),
+        (
+            "",
+            r#""-5s""#,
+            "failed to parse policy: path \"a\": error parsing max_wrapping_ttl: must not be negative",
+        ),
+        (
+            "[\"1m\"]",
+            "",
+            "failed to parse policy: path \"a\": \"min_wrapping_ttl\" must be a duration (a number of seconds or a string such as \"90s\")",
+        ),
+    ];
+    for (min, max, want) in cases {
+        assert_eq!(err(&rule(min, max)), *want, "{min} {max}");
+    }
 }

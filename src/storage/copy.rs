@@ -22,12 +22,22 @@ pub enum Table {
     Secrets,
     Versions,
     Tokens,
+    /// Each token's private storage (schema 3).
+    Cubbyhole,
 }
 
 impl Table {
     /// Every table, in the order a copy writes them: the facts last, so that nodes following a
     /// PostgreSQL target see an uninitialised store until every secret and token is there.
-    pub const ALL: [Table; 4] = [Table::Secrets, Table::Versions, Table::Tokens, Table::Facts];
+    pub const ALL: [Table; 5] = [
+        Table::Secrets,
+        Table::Versions,
+        Table::Tokens,
+        Table::Cubbyhole,
+        Table::Facts,
+    ];
+    /// The tables of a schema-2 store (a backup made before cubbyholes), in the same order.
+    pub const V2: [Table; 4] = [Table::Secrets, Table::Versions, Table::Tokens, Table::Facts];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +45,7 @@ impl Table {
             Table::Secrets => "secrets",
             Table::Versions => "versions",
             Table::Tokens => "tokens",
+            Table::Cubbyhole => "cubbyhole",
         }
     }
 }
@@ -58,6 +69,12 @@ pub enum RawRow {
         blob: VersionBlob,
     },
     Token(TokenRecord),
+    /// An entry of a token's cubbyhole: the token's keyed hash, the path in it, the sealed entry.
+    Cubby {
+        token: Vec<u8>,
+        path: String,
+        row: SealedRow,
+    },
 }
 
 impl RawRow {
@@ -67,6 +84,7 @@ impl RawRow {
             RawRow::Secret { .. } => Table::Secrets,
             RawRow::Version { .. } => Table::Versions,
             RawRow::Token(_) => Table::Tokens,
+            RawRow::Cubby { .. } => Table::Cubbyhole,
         }
     }
 
@@ -114,6 +132,12 @@ impl RawRow {
                 field(h, &t.sealed.key_id.to_be_bytes());
                 field(h, &t.sealed.blob);
             }
+            RawRow::Cubby { token, path, row } => {
+                field(h, token);
+                field(h, path.as_bytes());
+                field(h, &row.key_id.to_be_bytes());
+                field(h, &row.blob);
+            }
         }
     }
 }
@@ -145,7 +169,12 @@ fn for_each_page(
 /// Copies every row of `from` into `into`, both transactions already open (a snapshot's file, a
 /// restore). `into` must hold none of them.
 pub fn copy_all(from: &dyn ReadTx, into: &dyn WriteTx) -> StorageResult<()> {
-    for table in Table::ALL {
+    copy_tables(from, into, &Table::ALL)
+}
+
+/// [`copy_all`] of the tables `tables` only (a schema-2 backup has no cubbyhole table).
+pub fn copy_tables(from: &dyn ReadTx, into: &dyn WriteTx, tables: &[Table]) -> StorageResult<()> {
+    for &table in tables {
         for_each_page(from, table, |page| {
             page.iter().try_for_each(|row| into.import_row(row))
         })?;
@@ -306,6 +335,12 @@ mod tests {
                     parent: (i % 4 != 0).then(|| (i / 2).to_be_bytes().to_vec()),
                     sealed: sealed(i as usize),
                 })?;
+                // Two cubbyhole entries for every other token: more than a page in all.
+                if i % 2 == 0 {
+                    for path in ["response", "wrapinfo/é"] {
+                        tx.put_cubby(&i.to_be_bytes(), path, &sealed(i as usize))?;
+                    }
+                }
             }
             Ok::<_, StorageError>(())
         })
@@ -329,6 +364,7 @@ mod tests {
                 (Table::Secrets, 1234),
                 (Table::Versions, 617 * 3),
                 (Table::Tokens, 1005),
+                (Table::Cubbyhole, 503 * 2),
                 (Table::Facts, 5),
             ]
         );
@@ -360,6 +396,79 @@ mod tests {
         let empty = store(dir.path(), "empty");
         let e = migrate(&empty, &to, &mut |_, _, _| {}).unwrap_err();
         assert!(e.to_string().contains("holds nothing to copy"), "{e}");
+    }
+
+    #[test]
+    fn a_schema_2_snapshot_restores_without_a_cubbyhole_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, other) = (store(dir.path(), "from"), store(dir.path(), "other"));
+        fill(&from);
+        let file = dir.path().join("v2.db");
+        snapshot::new_file(&file, |into| {
+            from.read(|tx| copy_tables(tx, into, &Table::V2))
+        })
+        .unwrap();
+        {
+            // What a kvseal of schema 2 wrote: no cubbyhole table, user_version 2.
+            let c = rusqlite::Connection::open(&file).unwrap();
+            c.execute_batch("DROP TABLE cubbyhole; PRAGMA user_version = 2;")
+                .unwrap();
+        }
+        other
+            .write_blocking(|tx| tx.put_cubby(b"t", "p", &sealed(1)))
+            .unwrap();
+        other.replace_from(&file).unwrap();
+        let without_cubby = |s: &Store| -> Vec<RawRow> {
+            all_rows(s)
+                .into_iter()
+                .filter(|r| r.table() != Table::Cubbyhole)
+                .collect()
+        };
+        assert_eq!(without_cubby(&other), without_cubby(&from));
+        assert_eq!(other.read(|tx| tx.count_rows(Table::Cubbyhole)).unwrap(), 0);
+    }
+
+    #[test]
+    fn revoking_a_token_tree_deletes_its_cubbyholes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), "s");
+        let token = |hash: &[u8], parent: Option<&[u8]>| TokenRecord {
+            hash: hash.to_vec(),
+            accessor: [hash, b"-acc"].concat(),
+            parent: parent.map(<[u8]>::to_vec),
+            sealed: sealed(1),
+        };
+        s.write_blocking(move |tx| {
+            tx.insert_token(&token(b"p", None))?;
+            tx.insert_token(&token(b"c", Some(b"p")))?;
+            tx.insert_token(&token(b"g", Some(b"c")))?;
+            tx.insert_token(&token(b"o", None))?;
+            for t in [b"p", b"c", b"g", b"o"] {
+                tx.put_cubby(t, "x", &sealed(2))?;
+                tx.put_cubby(t, "y/z", &sealed(3))?;
+            }
+            Ok::<_, StorageError>(())
+        })
+        .unwrap();
+        let owners = |s: &Store| s.read(|tx| tx.cubby_owners(None, 10)).unwrap();
+        assert_eq!(
+            owners(&s),
+            [b"c".to_vec(), b"g".to_vec(), b"o".to_vec(), b"p".to_vec()]
+        );
+        assert_eq!(
+            s.write_blocking(|tx| tx.delete_token_tree(b"c")).unwrap(),
+            2
+        );
+        assert_eq!(owners(&s), [b"o".to_vec(), b"p".to_vec()]);
+        assert_eq!(s.write_blocking(|tx| tx.delete_token(b"p")).unwrap(), 1);
+        assert_eq!(owners(&s), [b"o".to_vec()]);
+        let kids = s.read(|tx| tx.cubby_children(b"o", "")).unwrap();
+        let names: Vec<&str> = kids.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["x", "y/"]);
+        assert_eq!(
+            s.read(|tx| tx.get_cubby(b"o", "y/z")).unwrap(),
+            Some(sealed(3))
+        );
     }
 
     #[test]

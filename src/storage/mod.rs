@@ -97,8 +97,28 @@ pub trait ReadTx {
     ) -> StorageResult<Vec<(i64, String, SealedRow)>>;
     /// Token rows sealed under another key than `active`.
     fn stale_tokens(&self, active: u32, limit: usize) -> StorageResult<Vec<TokenRecord>>;
-    /// How many versions, key records and token rows are sealed under another key than `active`.
+    /// Cubbyhole entries sealed under another key than `active`: (token hash, path, record).
+    fn stale_cubby(
+        &self,
+        active: u32,
+        limit: usize,
+    ) -> StorageResult<Vec<(Vec<u8>, String, SealedRow)>>;
+    /// How many versions, key records, token rows and cubbyhole entries are sealed under another
+    /// key than `active`.
     fn count_stale(&self, active: u32) -> StorageResult<u64>;
+
+    /// The entry at `path` in the cubbyhole of the token whose keyed hash is `token`.
+    fn get_cubby(&self, token: &[u8], path: &str) -> StorageResult<Option<SealedRow>>;
+    /// The direct children of `folder` (`""` or ending in `/`) in a token's cubbyhole, as
+    /// [`ReadTx::list_children`] gives them: (name, full path, the row it was read from).
+    fn cubby_children(
+        &self,
+        token: &[u8],
+        folder: &str,
+    ) -> StorageResult<Vec<(String, String, SealedRow)>>;
+    /// The hashes of tokens that own cubbyhole entries, after `after` in byte order, at most
+    /// `limit` (the purge of expired tokens' cubbyholes walks them).
+    fn cubby_owners(&self, after: Option<&[u8]>, limit: usize) -> StorageResult<Vec<Vec<u8>>>;
 
     fn get_token(&self, hash: &[u8]) -> StorageResult<Option<TokenRecord>>;
     fn get_token_by_accessor(&self, accessor: &[u8]) -> StorageResult<Option<TokenRecord>>;
@@ -170,10 +190,26 @@ pub trait WriteTx: ReadTx {
     fn insert_token(&self, t: &TokenRecord) -> StorageResult<()>;
     /// Replaces a token row if it is still `old`, else `Conflict`.
     fn replace_token(&self, old: &TokenRecord, new: &TokenRecord) -> StorageResult<()>;
-    /// Deletes a token and every token descended from it; returns how many.
+    /// Deletes a token and every token descended from it, with their cubbyholes; returns how many
+    /// tokens.
     fn delete_token_tree(&self, hash: &[u8]) -> StorageResult<usize>;
-    /// Deletes one token row.
+    /// Deletes one token row, with its cubbyhole.
     fn delete_token(&self, hash: &[u8]) -> StorageResult<usize>;
+
+    /// Writes the entry at `path` in a token's cubbyhole, replacing any there.
+    fn put_cubby(&self, token: &[u8], path: &str, row: &SealedRow) -> StorageResult<()>;
+    /// Replaces a cubbyhole entry if it is still `old`, else `Conflict` (rewrap).
+    fn replace_cubby(
+        &self,
+        token: &[u8],
+        path: &str,
+        old: &SealedRow,
+        new: &SealedRow,
+    ) -> StorageResult<()>;
+    /// Deletes the entry at `path` in a token's cubbyhole; returns how many rows went (0 or 1).
+    fn delete_cubby(&self, token: &[u8], path: &str) -> StorageResult<usize>;
+    /// Deletes every entry of a token's cubbyhole (a token gone or expired); returns how many.
+    fn delete_cubbyhole(&self, token: &[u8]) -> StorageResult<usize>;
 
     /// A schema-1 store: moves its tables aside and returns their records in clear, once. The
     /// version ciphertexts move to the new table as they are. `None` on a current store.
@@ -360,17 +396,18 @@ impl Store {
 
 /// Refuses a backup file that cannot be copied row for row into a store: only a backup of the
 /// current schema can (a schema-1 one is migrated by a SQLite store at its first unseal).
-pub fn check_row_copy(db: &Path) -> StorageResult<()> {
+pub fn check_row_copy(db: &Path) -> StorageResult<&'static [Table]> {
     let version = snapshot::schema_version(db)?;
-    if version != sqlite::CURRENT_VERSION {
-        return Err(StorageError::Other(format!(
-            "{}: schema version {version}: only a backup of the current schema ({}) is \
-             copied row for row",
+    // Version 2 is version 3 without the cubbyhole table: its rows copy all the same.
+    match version {
+        v if v == sqlite::CURRENT_VERSION => Ok(&Table::ALL),
+        2 => Ok(&Table::V2),
+        _ => Err(StorageError::Other(format!(
+            "{}: schema version {version}: only a backup of schema 2 or {} is copied row for row",
             db.display(),
             sqlite::CURRENT_VERSION
-        )));
+        ))),
     }
-    Ok(())
 }
 
 /// Replaces every fact and row of the store, inside the write transaction `into`, with those of
@@ -379,8 +416,9 @@ pub fn check_row_copy(db: &Path) -> StorageResult<()> {
 /// (`Engine::restore_snapshot`) both run, so that the store holds the whole backup or, if
 /// anything fails, what it held before.
 pub fn replace_rows(into: &dyn WriteTx, db: &Path) -> StorageResult<()> {
+    let tables = check_row_copy(db)?;
     into.delete_all()?;
-    snapshot::read_file(db, |from| copy::copy_all(from, into))
+    snapshot::read_file(db, |from| copy::copy_tables(from, into, tables))
 }
 
 /// Creates `dir` and its missing parents with mode 0700 (an existing directory keeps its mode): the

@@ -5,6 +5,7 @@
 
 mod auth_cert;
 pub(crate) mod auth_token;
+mod cubbyhole;
 mod key_share;
 pub(crate) mod routes;
 mod sys_audit;
@@ -17,6 +18,7 @@ mod sys_rekey;
 mod sys_remount;
 mod sys_seal;
 mod sys_storage;
+mod sys_wrapping;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -33,6 +35,8 @@ mod tests_remount;
 mod tests_restore;
 #[cfg(test)]
 mod tests_seal;
+#[cfg(test)]
+mod tests_wrapping;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -102,9 +106,10 @@ impl Api for VaultApi {
         let rest = raw
             .strip_prefix("/v1/")
             .ok_or_else(|| VaultError::NoHandler(raw.to_string()))?;
-        let req = request::parse_head(http, rest, request::PatchTypes::MergePatchOnly)?;
-        pipeline::headers::check(http, &req.path)
-            .map_err(|h| VaultError::from(Refusal::Header(h)))?;
+        let mut req = request::parse_head(http, rest, request::PatchTypes::MergePatchOnly)?;
+        let header = |h| VaultError::from(Refusal::Header(h));
+        pipeline::headers::check_namespace(http, &req.path).map_err(header)?;
+        req.wrap_ttl_ns = pipeline::headers::wrap_ttl(http).map_err(header)?;
         let (kind, access) = routes::classify(&state.engine, &req);
         Ok(Routed {
             audit_path: req.path.clone(),
@@ -124,6 +129,14 @@ impl Api for VaultApi {
         Err(VaultError::PermissionDenied)
     }
 
+    fn wrap_ttl(route: &VaultRoute) -> Option<i64> {
+        route.req.wrap_ttl_ns
+    }
+
+    fn wrapping_token_in_body(route: &VaultRoute, body: &[u8]) -> VaultResult<Option<String>> {
+        sys_wrapping::token_in_body(&route.req, body)
+    }
+
     async fn handle(call: Call<'_, VaultRoute>) -> VaultResult<HttpResponse> {
         let VaultRoute { mut req, kind } = call.route;
         if let Some(upload) = call.upload {
@@ -135,7 +148,14 @@ impl Api for VaultApi {
             req.body = request::parse_body(call.http, &call.body)?;
         }
         let (reply, mount_type) = dispatch(call.state, call.http, &req, kind, call.caller).await?;
-        Ok(reply.render(call.rid, mount_type))
+        // `sys/wrapping/rewrap` answers a wrapping token of its own, the header's TTL its cap.
+        match req.wrap_ttl_ns {
+            Some(ttl) if req.path.trim_end_matches('/') != "sys/wrapping/rewrap" => {
+                let engine = &call.state.engine;
+                sys_wrapping::render_wrapped(engine, &req, reply, ttl, call.rid, mount_type).await
+            }
+            _ => Ok(reply.render(call.rid, mount_type)),
+        }
     }
 }
 
@@ -152,6 +172,9 @@ async fn dispatch(
         (routes::Kind::Public, _) => return Ok((public_route(engine, req).await?, "system")),
         (routes::Kind::CertLogin, _) => {
             return Ok((auth_cert::login(state, http, req).await?, "cert"))
+        }
+        (routes::Kind::WrappingLookup, _) => {
+            return Ok((sys_wrapping::lookup(engine, req)?, "system"))
         }
         (_, Some(c)) => c,
         // The pipeline authenticates every other route.
@@ -188,10 +211,19 @@ async fn dispatch(
         if let Some(r) = sys_remount::route(state, &ctx, rest).await {
             return Ok((r?, "system"));
         }
+        if let Some(r) = sys_wrapping::route(&ctx, rest).await {
+            return Ok((r?, "system"));
+        }
         return Ok((sys_mounts::route(&ctx, rest).await?, "system"));
     }
     if let Some(rest) = path.strip_prefix("auth/token/") {
         return Ok((auth_token::route(&ctx, rest).await?, "token"));
+    }
+    if let Some(rest) = path
+        .strip_prefix(cubbyhole::MOUNT)
+        .or_else(|| (path == "cubbyhole").then_some(""))
+    {
+        return Ok((cubbyhole::route(&ctx, rest).await?, "cubbyhole"));
     }
     match engine.resolve(path) {
         Some((mount, rest)) => Ok((kv::route(&ctx, &mount, rest).await?, "kv")),

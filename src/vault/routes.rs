@@ -4,8 +4,8 @@
 
 use super::request::{Op, VaultRequest};
 use crate::engine::Engine;
-use crate::kv2::access::check_for;
-use crate::pipeline::{Access, Body};
+use crate::kv2::access::{acl_path, check_for};
+use crate::pipeline::{Access, Body, Check, Need};
 
 /// Which handler family serves a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,9 @@ pub enum Kind {
     Public,
     /// `auth/cert/login`: authenticates by the connection's client certificate.
     CertLogin,
+    /// `sys/wrapping/lookup`: the wrapping token it names is the only credential, and the
+    /// lookup does not use it.
+    WrappingLookup,
     /// Everything else: `sys/`, `auth/token/`, and the mounts.
     Authenticated,
 }
@@ -51,6 +54,28 @@ pub fn classify(engine: &Engine, req: &VaultRequest) -> (Kind, Access) {
     }
     if path == "auth/cert/login" {
         return (Kind::CertLogin, Access::PublicRateLimited);
+    }
+    // Response wrapping: the wrapping token named must be valid before anything else (see
+    // `Access::WrappingToken`). Unauthenticated in Vault, `lookup` spends the rate budget.
+    match path.trim_end_matches('/') {
+        "sys/wrapping/lookup" => return (Kind::WrappingLookup, Access::WrappingToken(None)),
+        "sys/wrapping/unwrap" | "sys/wrapping/rewrap" => {
+            let checks = vec![check_for(engine, req.op, path)];
+            return (Kind::Authenticated, Access::WrappingToken(Some(checks)));
+        }
+        _ => {}
+    }
+    // A write to the caller's cubbyhole creates or updates by existence, as Vault's cubbyhole
+    // backend decides it.
+    if let Some(rest) = path.strip_prefix("cubbyhole/") {
+        if req.op == Op::Update {
+            let check = Check {
+                path: acl_path(req.op, path),
+                need: Need::CubbyWrite(rest.to_string()),
+                list: false,
+            };
+            return (Kind::Authenticated, Access::Checks(vec![check]));
+        }
     }
     // The kv preflight is an unauthenticated path in Vault that checks mount access itself (see
     // sys_mounts::preflight); here it needs a token, and shows only what the token may reach.

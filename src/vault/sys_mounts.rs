@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::cubbyhole;
 use super::decode;
 use super::error::{VaultError, VaultResult};
 use super::render::{mount_info, sys_mount_info};
@@ -54,6 +55,9 @@ fn all_mounts(ctx: &Ctx<'_>, visible_only: bool) -> Value {
         }
         data.insert(m.path.as_str().to_string(), mount_info(m));
     }
+    if !visible_only || ctx.acl.has_any_under(cubbyhole::MOUNT) {
+        data.insert(cubbyhole::MOUNT.into(), cubbyhole::mount_info());
+    }
     data.insert("sys/".into(), sys_mount_info());
     Value::Object(data)
 }
@@ -67,6 +71,14 @@ fn mount_path(p: &str) -> VaultResult<MountPath> {
 /// it fall back to KV v1 paths).
 fn preflight(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
     let denied = || VaultError::PreflightDenied(format!("{}/", p.trim_end_matches('/')));
+    if p == "cubbyhole" || p.starts_with(cubbyhole::MOUNT) {
+        if !ctx.acl.has_any_under(cubbyhole::MOUNT) {
+            return Err(denied());
+        }
+        let mut info = cubbyhole::mount_info();
+        info["path"] = json!(cubbyhole::MOUNT);
+        return Ok(Reply::Data(info));
+    }
     let (m, _) = ctx.engine.resolve(p).ok_or_else(denied)?;
     // Vault's `hasMountAccess`: the token must have some capability somewhere under the mount.
     if !ctx.acl.has_any_under(m.path.as_str()) {
@@ -87,6 +99,9 @@ async fn mount(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
             if path.as_str() == "sys/" {
                 return Ok(Reply::Data(sys_mount_info()));
             }
+            if path.as_str() == cubbyhole::MOUNT {
+                return Ok(Reply::Data(cubbyhole::mount_info()));
+            }
             let m = engine.mount_by_path(&path).ok_or_else(|| {
                 VaultError::bad(format!("No secret engine mount at {}", path.as_str()))
             })?;
@@ -94,12 +109,24 @@ async fn mount(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
         }
         Op::Update => {
             let spec = mount_spec(&ctx.req.body)?;
+            // Vault's refusals for its built-in per-token storage.
+            if path.as_str().starts_with(cubbyhole::MOUNT) {
+                return Err(VaultError::bad(format!("cannot mount {:?}", path.as_str())));
+            }
+            if spec.kind == "cubbyhole" {
+                return Err(VaultError::bad(
+                    "mount type of \"cubbyhole\" is not mountable",
+                ));
+            }
             engine.enable_mount(path, spec).await?;
             Ok(Reply::NoContent)
         }
         Op::Delete => {
-            if path.as_str() == "sys/" {
-                return Err(VaultError::bad("cannot unmount \"sys/\""));
+            if matches!(path.as_str(), "sys/" | cubbyhole::MOUNT) {
+                return Err(VaultError::bad(format!(
+                    "cannot unmount {:?}",
+                    path.as_str()
+                )));
             }
             engine.disable_mount(&path).await?;
             Ok(Reply::NoContent)
@@ -160,6 +187,20 @@ async fn tune(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
             path.as_str()
         ))
     };
+    if path.as_str() == cubbyhole::MOUNT {
+        return match ctx.req.op {
+            Op::Read => Ok(Reply::Data(json!({
+                "default_lease_ttl": SYSTEM_DEFAULT_TTL,
+                "description": "per-token private secret storage",
+                "force_no_cache": false,
+                "max_lease_ttl": SYSTEM_DEFAULT_TTL,
+            }))),
+            // Vault refuses each parameter of it ("cannot tune parameter description of
+            // cubbyhole/"); there is nothing to tune in kvseal's either.
+            Op::Update => Err(VaultError::bad("cannot tune cubbyhole/")),
+            _ => Err(VaultError::UnsupportedOperation),
+        };
+    }
     match ctx.req.op {
         Op::Read => {
             let m = engine.mount_by_path(&path).ok_or_else(not_found)?;

@@ -1142,8 +1142,15 @@ pub fn check_population(base: &str, pop: &Population) -> Vec<String> {
 
     for p in &pop.policies {
         let a = c.send(r, "GET", &format!("/v1/sys/policies/acl/{}", p.name), None);
+        // An unchanged built-in `default` of an earlier kvseal is this one's after a start
+        // (README: it now grants the token's cubbyhole and response wrapping, as Vault's does).
+        let want = if p.name == "default" && p.text == kvseal::policy::PREVIOUS_DEFAULT_POLICY {
+            kvseal::policy::DEFAULT_POLICY
+        } else {
+            p.text.as_str()
+        };
         check(
-            a.status == 200 && a.body["data"]["policy"] == p.text.as_str(),
+            a.status == 200 && a.body["data"]["policy"] == want,
             format!("policy {}: {} {}", p.name, a.status, a.body),
         );
     }

@@ -25,8 +25,9 @@ use super::error::{StorageError, StorageResult};
 use super::{ReadTx, WriteTx};
 
 const SCHEMA: &str = include_str!("schema.sql");
-/// The schema version this build writes (the same numbering as SQLite's `user_version`).
-pub const CURRENT_VERSION: i64 = 2;
+/// The schema version this build writes (the same numbering as SQLite's `user_version`). Version 3
+/// is version 2 plus the `cubbyhole` table, which `schema.sql` creates on a version-2 database.
+pub const CURRENT_VERSION: i64 = 3;
 /// Any number: the key of the advisory lock that serialises schema creation between nodes.
 const SCHEMA_LOCK: i64 = 0x6b76_7365_616c;
 /// A transaction that lost a conditional write runs again at most this many times.
@@ -149,6 +150,14 @@ impl PgStore {
                     .map_err(map_err)?;
                 }
                 Some(Ok(v)) if v == CURRENT_VERSION => {}
+                // The schema above has just added the cubbyhole table, all version 3 adds.
+                Some(Ok(2)) => {
+                    futures_executor::block_on(c.execute(
+                        "UPDATE kvseal_info SET value = $1 WHERE key = 'schema'",
+                        &[&CURRENT_VERSION],
+                    ))
+                    .map_err(map_err)?;
+                }
                 Some(Ok(v)) => {
                     return Err(StorageError::Other(format!(
                         "the database has schema version {v}; this kvseal knows {CURRENT_VERSION}"

@@ -1,4 +1,4 @@
--- kvseal storage schema on PostgreSQL, version 2: the same tables and the same sealed rows as SQLite's
+-- kvseal storage schema on PostgreSQL, version 3 (2 + the cubbyhole table): the same tables and the same sealed rows as SQLite's
 -- (src/storage/sqlite/schema.sql says what each holds), so that a store copies between the two
 -- backends row for row (`kvseal operator migrate`, snapshots). Applied at start-up under an advisory
 -- lock, so that nodes starting together on an empty database do not race.
@@ -42,5 +42,13 @@ CREATE TABLE IF NOT EXISTS tokens (
     sealed   BYTEA  NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tokens_by_parent ON tokens (parent);
+
+CREATE TABLE IF NOT EXISTS cubbyhole (
+    token  BYTEA  NOT NULL,
+    path   TEXT   COLLATE "C" NOT NULL,
+    key_id BIGINT NOT NULL,
+    sealed BYTEA  NOT NULL,
+    PRIMARY KEY (token, path)
+);
 
 INSERT INTO kvseal_info (key, value) VALUES ('generation', 0) ON CONFLICT (key) DO NOTHING;

@@ -294,6 +294,11 @@ fn export_row(table: Table, r: &Row) -> StorageResult<RawRow> {
             }
         }
         Table::Tokens => RawRow::Token(token(r)?),
+        Table::Cubbyhole => RawRow::Cubby {
+            token: get(r, 0)?,
+            path: get(r, 1)?,
+            row: sealed(r, 2, 3)?,
+        },
     })
 }
 
@@ -487,16 +492,70 @@ impl ReadTx for PgTx<'_> {
         .collect()
     }
 
+    fn stale_cubby(
+        &self,
+        active: u32,
+        limit: usize,
+    ) -> StorageResult<Vec<(Vec<u8>, String, SealedRow)>> {
+        let (active, limit) = (i64::from(active), limit as i64);
+        self.query(
+            "SELECT token, path, key_id, sealed FROM cubbyhole WHERE key_id != $1 LIMIT $2",
+            &[&active, &limit],
+        )?
+        .iter()
+        .map(|r| Ok((get(r, 0)?, get(r, 1)?, sealed(r, 2, 3)?)))
+        .collect()
+    }
+
     fn count_stale(&self, active: u32) -> StorageResult<u64> {
         let active = i64::from(active);
         let rows = self.query(
             "SELECT (SELECT count(*) FROM versions WHERE key_id != $1)
                   + (SELECT count(*) FROM secrets WHERE key_id != $1)
-                  + (SELECT count(*) FROM tokens WHERE key_id != $1)",
+                  + (SELECT count(*) FROM tokens WHERE key_id != $1)
+                  + (SELECT count(*) FROM cubbyhole WHERE key_id != $1)",
             &[&active],
         )?;
         let n: i64 = rows.first().map(|r| get(r, 0)).transpose()?.unwrap_or(0);
         Ok(n as u64)
+    }
+
+    fn get_cubby(&self, token: &[u8], path: &str) -> StorageResult<Option<SealedRow>> {
+        self.opt(
+            "SELECT key_id, sealed FROM cubbyhole WHERE token = $1 AND path = $2",
+            &[&token, &path],
+        )?
+        .map(|r| sealed(&r, 0, 1))
+        .transpose()
+    }
+
+    fn cubby_children(
+        &self,
+        token: &[u8],
+        folder: &str,
+    ) -> StorageResult<Vec<(String, String, SealedRow)>> {
+        list_scan::list_children(folder, None, None, |cursor, end, batch| {
+            let batch = batch as i64;
+            self.query(
+                "SELECT path, key_id, sealed FROM cubbyhole
+                 WHERE token = $1 AND path > $2 AND path < $3 ORDER BY path LIMIT $4",
+                &[&token, &cursor, &end, &batch],
+            )?
+            .iter()
+            .map(|r| Ok((get(r, 0)?, sealed(r, 1, 2)?)))
+            .collect()
+        })
+    }
+
+    fn cubby_owners(&self, after: Option<&[u8]>, limit: usize) -> StorageResult<Vec<Vec<u8>>> {
+        let (after, limit) = (after.unwrap_or_default(), limit as i64);
+        self.query(
+            "SELECT DISTINCT token FROM cubbyhole WHERE token > $1 ORDER BY token LIMIT $2",
+            &[&after, &limit],
+        )?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect()
     }
 
     fn get_token(&self, hash: &[u8]) -> StorageResult<Option<TokenRecord>> {
@@ -593,6 +652,15 @@ impl ReadTx for PgTx<'_> {
                  ORDER BY hash LIMIT $1",
                 &[&limit, &t.hash],
             )?,
+            (Table::Cubbyhole, None) => self.query(
+                "SELECT token, path, key_id, sealed FROM cubbyhole ORDER BY token, path LIMIT $1",
+                &[&limit],
+            )?,
+            (Table::Cubbyhole, Some(RawRow::Cubby { token, path, .. })) => self.query(
+                "SELECT token, path, key_id, sealed FROM cubbyhole
+                 WHERE (token, path) > ($2, $3) ORDER BY token, path LIMIT $1",
+                &[&limit, token, path],
+            )?,
             (table, Some(_)) => {
                 return Err(StorageError::Other(format!(
                     "a page of {} must follow a row of that table",
@@ -609,6 +677,7 @@ impl ReadTx for PgTx<'_> {
             Table::Secrets => "SELECT count(*) FROM secrets",
             Table::Versions => "SELECT count(*) FROM versions",
             Table::Tokens => "SELECT count(*) FROM tokens",
+            Table::Cubbyhole => "SELECT count(*) FROM cubbyhole",
         };
         let rows = self.query(sql, &[])?;
         let n: i64 = rows.first().map(|r| get(r, 0)).transpose()?.unwrap_or(0);
@@ -794,10 +863,13 @@ impl WriteTx for PgTx<'_> {
 
     fn delete_token_tree(&self, hash: &[u8]) -> StorageResult<usize> {
         self.changed_shared.set(true);
+        // One statement: the tokens and their cubbyholes go together.
         Ok(self.exec(
             "WITH RECURSIVE sub(h) AS (
                  SELECT hash FROM tokens WHERE hash = $1
                  UNION SELECT t.hash FROM tokens t JOIN sub ON t.parent = sub.h
+             ), cubby AS (
+                 DELETE FROM cubbyhole WHERE token IN (SELECT h FROM sub)
              )
              DELETE FROM tokens WHERE hash IN (SELECT h FROM sub)",
             &[&hash],
@@ -806,7 +878,49 @@ impl WriteTx for PgTx<'_> {
 
     fn delete_token(&self, hash: &[u8]) -> StorageResult<usize> {
         self.changed_shared.set(true);
-        Ok(self.exec("DELETE FROM tokens WHERE hash = $1", &[&hash])? as usize)
+        Ok(self.exec(
+            "WITH cubby AS (DELETE FROM cubbyhole WHERE token = $1)
+             DELETE FROM tokens WHERE hash = $1",
+            &[&hash],
+        )? as usize)
+    }
+
+    fn put_cubby(&self, token: &[u8], path: &str, row: &SealedRow) -> StorageResult<()> {
+        let k = i64::from(row.key_id);
+        self.exec(
+            "INSERT INTO cubbyhole (token, path, key_id, sealed) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (token, path) DO UPDATE SET key_id = EXCLUDED.key_id,
+             sealed = EXCLUDED.sealed",
+            &[&token, &path, &k, &row.blob],
+        )?;
+        Ok(())
+    }
+
+    fn replace_cubby(
+        &self,
+        token: &[u8],
+        path: &str,
+        old: &SealedRow,
+        new: &SealedRow,
+    ) -> StorageResult<()> {
+        let (nk, ok) = (i64::from(new.key_id), i64::from(old.key_id));
+        let changed = self.exec(
+            "UPDATE cubbyhole SET key_id = $3, sealed = $4
+             WHERE token = $1 AND path = $2 AND key_id = $5 AND sealed = $6",
+            &[&token, &path, &nk, &new.blob, &ok, &old.blob],
+        )?;
+        one_row(changed).inspect_err(|_| self.conflict.set(true))
+    }
+
+    fn delete_cubby(&self, token: &[u8], path: &str) -> StorageResult<usize> {
+        Ok(self.exec(
+            "DELETE FROM cubbyhole WHERE token = $1 AND path = $2",
+            &[&token, &path],
+        )? as usize)
+    }
+
+    fn delete_cubbyhole(&self, token: &[u8]) -> StorageResult<usize> {
+        Ok(self.exec("DELETE FROM cubbyhole WHERE token = $1", &[&token])? as usize)
     }
 
     /// PostgreSQL stores begin at schema 2: there is nothing to migrate.
@@ -854,6 +968,13 @@ impl WriteTx for PgTx<'_> {
                 )?;
             }
             RawRow::Token(t) => self.insert_token(t)?,
+            RawRow::Cubby { token, path, row } => {
+                let k = i64::from(row.key_id);
+                self.exec(
+                    "INSERT INTO cubbyhole (token, path, key_id, sealed) VALUES ($1, $2, $3, $4)",
+                    &[token, path, &k, &row.blob],
+                )?;
+            }
         }
         Ok(())
     }
@@ -864,6 +985,7 @@ impl WriteTx for PgTx<'_> {
             "DELETE FROM versions",
             "DELETE FROM secrets",
             "DELETE FROM tokens",
+            "DELETE FROM cubbyhole",
             "DELETE FROM kvseal_meta",
         ] {
             self.exec(sql, &[])?;

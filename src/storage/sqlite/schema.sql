@@ -1,6 +1,7 @@
--- kvseal storage schema, version 2: every record sealed.
--- Applied at start-up (embedded with include_str!) when PRAGMA user_version is 0. A version-1 store is
--- migrated at its first unseal (src/storage/sqlite/v1.rs; the keys are needed to seal its records).
+-- kvseal storage schema, version 3: every record sealed (3 = 2 + the cubbyhole table).
+-- Applied at start-up (embedded with include_str!) when PRAGMA user_version is 0; a version-2 store gets
+-- the cubbyhole table (src/storage/sqlite/schema.rs). A version-1 store is migrated at its first unseal
+-- (src/storage/sqlite/v1.rs; the keys are needed to seal its records).
 --
 -- Storage is untrusted. Columns in clear are only those that find rows: a secret's mount id and path
 -- (ordered, paginated listing is an index scan), a token's keyed hash, its accessor's keyed hash and
@@ -46,3 +47,16 @@ CREATE TABLE IF NOT EXISTS tokens (
     sealed   BLOB    NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tokens_by_parent ON tokens (parent);
+
+-- Cubbyholes: each token's private storage (Vault's `cubbyhole/` mount, and the wrapped responses of
+-- response-wrapping tokens), found by the owning token's keyed hash (`tokens.hash`) and the path in
+-- it. The entry is sealed with associated data binding both, so a row moved to another token or path
+-- fails authentication. Rows go with their token: revoking a token deletes its cubbyhole in the same
+-- transaction; the cubbyholes of expired tokens are purged in the background.
+CREATE TABLE IF NOT EXISTS cubbyhole (
+    token  BLOB    NOT NULL,
+    path   TEXT    NOT NULL,
+    key_id INTEGER NOT NULL,
+    sealed BLOB    NOT NULL,
+    PRIMARY KEY (token, path)
+) WITHOUT ROWID;

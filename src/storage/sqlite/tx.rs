@@ -72,6 +72,11 @@ fn export_row(table: Table, r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
             }
         }
         Table::Tokens => RawRow::Token(token_from_row(r)?),
+        Table::Cubbyhole => RawRow::Cubby {
+            token: r.get(0)?,
+            path: r.get(1)?,
+            row: sealed_row(r.get(2)?, r.get(3)?)?,
+        },
     })
 }
 
@@ -240,15 +245,65 @@ impl ReadTx for SqliteTx<'_> {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    fn stale_cubby(
+        &self,
+        active: u32,
+        limit: usize,
+    ) -> StorageResult<Vec<(Vec<u8>, String, SealedRow)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT token, path, key_id, sealed FROM cubbyhole WHERE key_id != ?1 LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![active, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, sealed_row(r.get(2)?, r.get(3)?)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn count_stale(&self, active: u32) -> StorageResult<u64> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM versions WHERE key_id != ?1)
                       + (SELECT count(*) FROM secrets WHERE key_id != ?1)
-                      + (SELECT count(*) FROM tokens WHERE key_id != ?1)",
+                      + (SELECT count(*) FROM tokens WHERE key_id != ?1)
+                      + (SELECT count(*) FROM cubbyhole WHERE key_id != ?1)",
             )?
             .query_row([active], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn get_cubby(&self, token: &[u8], path: &str) -> StorageResult<Option<SealedRow>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT key_id, sealed FROM cubbyhole WHERE token = ?1 AND path = ?2")?
+            .query_row(params![token, path], |r| sealed_row(r.get(0)?, r.get(1)?))
+            .optional()?)
+    }
+
+    fn cubby_children(
+        &self,
+        token: &[u8],
+        folder: &str,
+    ) -> StorageResult<Vec<(String, String, SealedRow)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, key_id, sealed FROM cubbyhole WHERE token = ?1 AND path > ?2 AND path < ?3
+             ORDER BY path LIMIT ?4",
+        )?;
+        list_scan::list_children(folder, None, None, |cursor, end, batch| {
+            let rows = stmt.query_map(params![token, cursor, end, batch as i64], |r| {
+                Ok((r.get(0)?, sealed_row(r.get(1)?, r.get(2)?)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn cubby_owners(&self, after: Option<&[u8]>, limit: usize) -> StorageResult<Vec<Vec<u8>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT token FROM cubbyhole WHERE token > ?1 ORDER BY token LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after.unwrap_or_default(), limit as i64], |r| {
+            r.get(0)
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn get_token(&self, hash: &[u8]) -> StorageResult<Option<TokenRecord>> {
@@ -340,6 +395,15 @@ impl ReadTx for SqliteTx<'_> {
                  ORDER BY hash LIMIT ?1",
                 vec![t.hash.clone().into()],
             ),
+            (Table::Cubbyhole, None) => (
+                "SELECT token, path, key_id, sealed FROM cubbyhole ORDER BY token, path LIMIT ?1",
+                vec![],
+            ),
+            (Table::Cubbyhole, Some(RawRow::Cubby { token, path, .. })) => (
+                "SELECT token, path, key_id, sealed FROM cubbyhole
+                 WHERE (token, path) > (?2, ?3) ORDER BY token, path LIMIT ?1",
+                vec![token.clone().into(), path.clone().into()],
+            ),
             (table, Some(_)) => {
                 return Err(StorageError::Other(format!(
                     "a page of {} must follow a row of that table",
@@ -359,6 +423,7 @@ impl ReadTx for SqliteTx<'_> {
             Table::Secrets => "SELECT count(*) FROM secrets",
             Table::Versions => "SELECT count(*) FROM versions",
             Table::Tokens => "SELECT count(*) FROM tokens",
+            Table::Cubbyhole => "SELECT count(*) FROM cubbyhole",
         };
         Ok(self
             .conn
@@ -553,6 +618,16 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn delete_token_tree(&self, hash: &[u8]) -> StorageResult<usize> {
+        // The cubbyholes first, while the tree can still be walked.
+        self.conn
+            .prepare_cached(
+                "WITH RECURSIVE sub(h) AS (
+                     SELECT hash FROM tokens WHERE hash = ?1
+                     UNION SELECT t.hash FROM tokens t JOIN sub ON t.parent = sub.h
+                 )
+                 DELETE FROM cubbyhole WHERE token IN (SELECT h FROM sub)",
+            )?
+            .execute([hash])?;
         Ok(self
             .conn
             .prepare_cached(
@@ -566,10 +641,55 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn delete_token(&self, hash: &[u8]) -> StorageResult<usize> {
+        self.delete_cubbyhole(hash)?;
         Ok(self
             .conn
             .prepare_cached("DELETE FROM tokens WHERE hash = ?1")?
             .execute([hash])?)
+    }
+
+    fn put_cubby(&self, token: &[u8], path: &str, row: &SealedRow) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO cubbyhole (token, path, key_id, sealed) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(token, path) DO UPDATE SET key_id = excluded.key_id,
+                 sealed = excluded.sealed",
+            )?
+            .execute(params![token, path, row.key_id, row.blob])?;
+        Ok(())
+    }
+
+    fn replace_cubby(
+        &self,
+        token: &[u8],
+        path: &str,
+        old: &SealedRow,
+        new: &SealedRow,
+    ) -> StorageResult<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE cubbyhole SET key_id = ?3, sealed = ?4
+                 WHERE token = ?1 AND path = ?2 AND key_id = ?5 AND sealed = ?6",
+            )?
+            .execute(params![
+                token, path, new.key_id, new.blob, old.key_id, old.blob
+            ])?;
+        one_row(changed)
+    }
+
+    fn delete_cubby(&self, token: &[u8], path: &str) -> StorageResult<usize> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM cubbyhole WHERE token = ?1 AND path = ?2")?
+            .execute(params![token, path])?)
+    }
+
+    fn delete_cubbyhole(&self, token: &[u8]) -> StorageResult<usize> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM cubbyhole WHERE token = ?1")?
+            .execute([token])?)
     }
 
     fn take_v1(&self) -> StorageResult<Option<V1Dump>> {
@@ -619,13 +739,21 @@ impl WriteTx for SqliteTx<'_> {
                     ])?;
             }
             RawRow::Token(t) => self.insert_token(t)?,
+            RawRow::Cubby { token, path, row } => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO cubbyhole (token, path, key_id, sealed) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![token, path, row.key_id, row.blob])?;
+            }
         }
         Ok(())
     }
 
     fn delete_all(&self) -> StorageResult<()> {
         self.conn.execute_batch(
-            "DELETE FROM versions; DELETE FROM secrets; DELETE FROM tokens; DELETE FROM kvseal_meta;",
+            "DELETE FROM versions; DELETE FROM secrets; DELETE FROM tokens; DELETE FROM cubbyhole;
+             DELETE FROM kvseal_meta;",
         )?;
         Ok(())
     }
