@@ -186,5 +186,10 @@ async fn unseal(engine: &Engine, req: &VaultRequest) -> VaultResult<Reply> {
         None => None,
     };
     engine.unseal(key.as_deref().map(|k| k.as_slice()), reset)?;
+    if engine.seal_status() == SealStatus::Unsealed {
+        // A Shamir store is sealed at start, when the file-seal stores get the upgraded built-in
+        // `default` policy (server.rs): it gets it at its unseal instead (no write when current).
+        engine.ensure_default_policy().await?;
+    }
     Ok(Reply::RawJson(StatusCode::OK, seal_status(engine)))
 }

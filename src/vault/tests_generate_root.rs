@@ -689,6 +689,7 @@ async fn vaults_routes_spend_the_rate_budget_and_openbaos_are_checked_by_the_acl
             query: Default::default(),
             body: Default::default(),
             token: None,
+            wrap_ttl_ns: None,
         };
         super::routes::classify(&h.engine, &req)
     };

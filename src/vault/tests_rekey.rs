@@ -688,6 +688,7 @@ async fn vaults_routes_spend_the_rate_budget() {
             query: Default::default(),
             body: Default::default(),
             token: None,
+            wrap_ttl_ns: None,
         };
         let (kind, access) = super::routes::classify(&h.engine, &req);
         assert_eq!(kind, super::routes::Kind::Public, "{path}");

@@ -375,3 +375,46 @@ async fn full_storage_is_503_and_recovers() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// A Shamir store still holding an earlier kvseal's built-in `default` policy (which granted no
+/// cubbyhole and no response wrapping) gets Vault's at its unseal: it is sealed at start, when the
+/// file-seal stores are upgraded.
+#[actix_web::test]
+async fn shamir_unseal_upgrades_the_previous_builtin_default_policy() {
+    let h = harness_shamir();
+    let init = h
+        .call_with(
+            "PUT",
+            "/v1/sys/init",
+            Some(r#"{"secret_shares":1,"secret_threshold":1}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(init.status, 200, "{}", init.text);
+    let init = init.json();
+    let key = keys(&init, "keys")[0].clone();
+    let root = init["root_token"].as_str().unwrap().to_string();
+    let unseal = format!(r#"{{"key":"{key}"}}"#);
+    let r = h
+        .call_with("PUT", "/v1/sys/unseal", Some(&unseal), &[])
+        .await;
+    assert_eq!((r.status.as_u16(), r.json()["sealed"].clone()), (200, json!(false)));
+    let old = json!({ "policy": crate::policy::PREVIOUS_DEFAULT_POLICY });
+    let r = h
+        .call_as(&root, "PUT", "/v1/sys/policies/acl/default", Some(old))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = h.call_as(&root, "PUT", "/v1/sys/seal", None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = h
+        .call_with("PUT", "/v1/sys/unseal", Some(&unseal), &[])
+        .await;
+    assert_eq!((r.status.as_u16(), r.json()["sealed"].clone()), (200, json!(false)));
+    let r = h
+        .call_as(&root, "GET", "/v1/sys/policies/acl/default", None)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.json()["data"]["policy"].clone()),
+        (200, json!(crate::policy::DEFAULT_POLICY))
+    );
+}
