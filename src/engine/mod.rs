@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 mod follow;
 mod kv;
+mod kv1;
 mod migrate_v1;
 pub mod model;
 mod mounts;
@@ -20,6 +21,8 @@ pub mod seal;
 mod states;
 #[cfg(test)]
 mod tests_admin;
+#[cfg(test)]
+mod tests_kv1;
 mod token_entry;
 mod token_roles;
 pub mod tokens;

@@ -13,6 +13,9 @@ pub enum Reply {
     Data(Value),
     /// 200 envelope with `data` and warnings.
     DataWarn(Value, Vec<String>),
+    /// 200 envelope with `data`, a `lease_duration` in seconds and maybe warnings: a KV v1 read,
+    /// whose TTL tells the reader when to read again (no lease is registered, as in Vault).
+    Lease(Value, i64, Option<Vec<String>>),
     /// 200 envelope with an `auth` block and `data: null`.
     Auth(Value),
     /// The same with warnings (a renewal capped by a maximum TTL).
@@ -39,7 +42,7 @@ struct Envelope<'a> {
     request_id: &'a str,
     lease_id: &'static str,
     renewable: bool,
-    lease_duration: u64,
+    lease_duration: i64,
     data: &'a Value,
     wrap_info: Option<()>,
     warnings: Option<&'a [String]>,
@@ -57,26 +60,37 @@ fn json_response(status: StatusCode, body: String) -> HttpResponse {
 
 impl Reply {
     pub fn render(self, request_id: &str, mount_type: &str) -> HttpResponse {
-        let envelope =
-            |data: &Value, warnings: Option<&[String]>, auth: Option<&Value>, mt: &str| {
-                serde_json::to_string(&Envelope {
-                    request_id,
-                    lease_id: "",
-                    renewable: false,
-                    lease_duration: 0,
-                    data,
-                    wrap_info: None,
-                    warnings,
-                    auth,
-                    mount_type: mt,
-                })
-                .unwrap_or_default()
-            };
+        let leased = |data: &Value,
+                      lease_duration: i64,
+                      warnings: Option<&[String]>,
+                      auth: Option<&Value>,
+                      mt: &str| {
+            serde_json::to_string(&Envelope {
+                request_id,
+                lease_id: "",
+                renewable: false,
+                lease_duration,
+                data,
+                wrap_info: None,
+                warnings,
+                auth,
+                mount_type: mt,
+            })
+            .unwrap_or_default()
+        };
+        let envelope = |data: &Value,
+                        warnings: Option<&[String]>,
+                        auth: Option<&Value>,
+                        mt: &str| { leased(data, 0, warnings, auth, mt) };
         match self {
             Reply::Data(d) => json_response(StatusCode::OK, envelope(&d, None, None, mount_type)),
             Reply::DataWarn(d, w) => {
                 json_response(StatusCode::OK, envelope(&d, Some(&w), None, mount_type))
             }
+            Reply::Lease(d, ttl, w) => json_response(
+                StatusCode::OK,
+                leased(&d, ttl, w.as_deref(), None, mount_type),
+            ),
             Reply::Auth(a) => json_response(
                 StatusCode::OK,
                 envelope(&Value::Null, None, Some(&a), mount_type),
