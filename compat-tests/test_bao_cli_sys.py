@@ -71,12 +71,7 @@ def test_secrets_enable_kv_v2_type(bao, http, uid):
         bao("secrets", "disable", mount)
 
 
-# kvseal serves only the KV v2 API by design: on a kv v1 mount it refuses
-# data calls with this hint instead of storing unversioned data.
-KVSEAL_V1_REFUSAL = "kvseal serves only the KV version 2 API"
-
-
-def test_enable_versioning_upgrade(bao, http, uid, target):
+def test_enable_versioning_upgrade(bao, http, uid):
     # `bao kv enable-versioning` = POST sys/mounts/<m>/tune {"options":{"version":"2"},...}, no preflight
     mount = f"cli-v1-{uid}"
     r = bao("secrets", "enable", f"-path={mount}", "kv")
@@ -85,12 +80,9 @@ def test_enable_versioning_upgrade(bao, http, uid, target):
         m = bao("secrets", "list", "-format=json").out[f"{mount}/"]
         assert m["type"] == "kv"
         assert (m["options"] or {}).get("version", "1") in ("", "1")
-        # v1 data written before the upgrade (OpenBao stores it; kvseal refuses v1 data by design)
+        # v1 data written before the upgrade (test_kv_v1.py has the v1 API itself)
         r = bao("kv", "put", f"{mount}/old", "v=1")
-        if target == "bao":
-            assert r.rc == 0, r
-        else:
-            assert r.rc == 2 and KVSEAL_V1_REFUSAL in r.err, r
+        assert r.rc == 0, r
         r = bao("kv", "enable-versioning", mount)
         assert r.rc == 0 and f"Success! Tuned the secrets engine at: {mount}/" in r.stdout, r
         m = bao("secrets", "list", "-format=json").out[f"{mount}/"]
@@ -102,25 +94,20 @@ def test_enable_versioning_upgrade(bao, http, uid, target):
         assert r.rc == 0 and r.out["data"]["data"] == {"v": "2"}
         r = bao("kv", "metadata", "get", "-format=json", f"{mount}/new")
         assert r.rc == 0 and r.out["data"]["current_version"] == 1, r
-        if target == "bao":
-            # the v1 key was upgraded to version 1
-            r = bao("kv", "get", "-format=json", f"{mount}/old")
-            assert r.rc == 0 and r.out["data"]["data"] == {"v": "1"}, r
-            assert r.out["data"]["metadata"]["version"] == 1
+        # the v1 key was upgraded to version 1
+        r = bao("kv", "get", "-format=json", f"{mount}/old")
+        assert r.rc == 0 and r.out["data"]["data"] == {"v": "1"}, r
+        assert r.out["data"]["metadata"]["version"] == 1
     finally:
         bao("secrets", "disable", mount)
 
 
-def test_kv_v1_mount_cli(bao, uid, target):
+def test_kv_v1_mount_cli(bao, uid):
     mount = f"cli-plain-{uid}"
     assert bao("secrets", "enable", f"-path={mount}", "-version=1", "kv").rc == 0
     try:
+        # v1 mounts use plain paths; v2-only commands are refused by the CLI itself
         r = bao("kv", "put", f"{mount}/k", "a=1")
-        if target == "kvseal":
-            # kvseal: KV v1 data is out of scope; the refusal must be a clean API error
-            assert r.rc == 2 and KVSEAL_V1_REFUSAL in r.err, r
-            return
-        # OpenBao: v1 mounts use plain paths; v2-only commands are refused locally
         assert r.rc == 0, r
         r = bao("kv", "get", "-format=json", f"{mount}/k")
         assert r.rc == 0 and r.out["data"] == {"a": "1"}, r

@@ -220,6 +220,7 @@ pub fn run(mode: Mode) -> Result<(), String> {
                 .ensure_default_policy()
                 .await
                 .map_err(|e| e.to_string())?;
+            warn_v1_okms_mounts(&engine, &listen.okms_domains);
         }
         if let Mode::Dev {
             root_token,
@@ -245,6 +246,25 @@ pub fn run(mode: Mode) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// An OKMS domain needs a KV v2 mount; one configured on a KV v1 mount refuses every request
+/// (400) until the mount is upgraded: said once at start, where the operator looks.
+fn warn_v1_okms_mounts(engine: &Engine, domains: &HashMap<uuid::Uuid, MountPath>) {
+    for (id, path) in domains {
+        if engine
+            .mount_by_path(path)
+            .is_some_and(|m| m.kv_version != 2)
+        {
+            tracing::error!(
+                okms_domain = %id,
+                mount = path.as_str(),
+                "this OKMS domain's mount is KV version 1 and its requests are refused: upgrade \
+                 the mount (vault kv enable-versioning {}) or name a KV version 2 mount",
+                path.bare()
+            );
+        }
+    }
 }
 
 /// The file seal's key: read from `path`, or created there for a store that was never initialised.

@@ -86,10 +86,10 @@ fn hvac_and_bao_cli_against_the_real_binary() {
     run_compat(&[], &[]);
 }
 
-/// The client tests whose behaviour depends on the store: hvac's KV v2, the bao CLI, the OKMS API
-/// and response wrapping with cubbyholes (files test_hvac_kv2_*, test_bao_cli_*, test_okms_*,
-/// test_wrapping_cubbyhole; the security files start config-mode servers of their own on SQLite,
-/// so they are left out). conftest.py gives every kvseal dev server
+/// The client tests whose behaviour depends on the store: hvac's KV v2, the bao CLI, KV v1, the
+/// OKMS API and response wrapping with cubbyholes (files test_hvac_kv2_*, test_bao_cli_*,
+/// test_kv_v1, test_okms_*, test_wrapping_cubbyhole; the security files start config-mode servers
+/// of their own on SQLite, so they are left out). conftest.py gives every kvseal dev server
 /// a new database on this cluster (`--dev-postgresql-url`).
 #[test]
 fn hvac_bao_cli_and_okms_on_postgresql() {
@@ -110,7 +110,7 @@ fn hvac_bao_cli_and_okms_on_postgresql() {
         ],
         &[
             "-k",
-            "(test_hvac_kv2 or test_bao_cli or test_okms or test_wrapping_cubbyhole) and not test_security",
+            "(test_hvac_kv2 or test_bao_cli or test_kv_v1 or test_okms or test_wrapping_cubbyhole) and not test_security",
         ],
     );
     // The tests wrote through this cluster (hundreds of transactions), not elsewhere.

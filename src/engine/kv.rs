@@ -153,7 +153,7 @@ fn open_stored(
 }
 
 /// The mount (as the transaction sees it) and the key's stored record: one statement on PostgreSQL.
-fn mount_and_secret(
+pub(super) fn mount_and_secret(
     tx: &dyn ReadTx,
     keyring: &Keyring,
     cache: &super::mounts::TableCache,
@@ -303,6 +303,33 @@ fn open_version(
     serde_json::from_slice(&plain).map_err(|_| fail())
 }
 
+/// Seals a version's data and stores it as version `version` of (`mount_id`, `path`), replacing a
+/// stored version of that number (only a KV v1 write ever replaces one: see `kv1`).
+pub(super) fn store_version(
+    tx: &dyn WriteTx,
+    keyring: &Keyring,
+    mount_id: i64,
+    path: &str,
+    version: u64,
+    data: &Map<String, Value>,
+) -> EngineResult<()> {
+    let plain = zeroize::Zeroizing::new(
+        serde_json::to_vec(data).map_err(|e| EngineError::invalid(e.to_string()))?,
+    );
+    let (key_id, sealed) = keyring.seal(&plain, &version_aad(mount_id, path, version))?;
+    tx.insert_version(
+        mount_id,
+        path,
+        version,
+        &VersionBlob {
+            key_id,
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+        },
+    )?;
+    Ok(())
+}
+
 /// Adds a version to `rec` (the shared core of write and patch): seals and stores its data, prunes
 /// what `max_versions` no longer keeps. The caller stores `rec`.
 fn add_version(
@@ -327,20 +354,7 @@ fn add_version(
         ),
         destroyed: false,
     };
-    let plain = zeroize::Zeroizing::new(
-        serde_json::to_vec(data).map_err(|e| EngineError::invalid(e.to_string()))?,
-    );
-    let (key_id, sealed) = keyring.seal(&plain, &version_aad(mount.id, path, version.version))?;
-    tx.insert_version(
-        mount.id,
-        path,
-        version.version,
-        &VersionBlob {
-            key_id,
-            nonce: sealed.nonce,
-            ciphertext: sealed.ciphertext,
-        },
-    )?;
+    store_version(tx, keyring, mount.id, path, version.version, data)?;
     rec.versions.push(version.clone());
     // Prune on write only (lowering max_versions takes effect at the next write, as in Vault).
     let max = effective_max_versions(meta.max_versions, mount.kv.max_versions);
@@ -385,12 +399,16 @@ pub fn weak_string(v: &Value) -> EngineResult<String> {
 }
 
 impl Engine {
+    /// The keyring, for an operation of the KV version 2 API on `mount` (a KV v1 mount has no
+    /// versions or metadata: see `kv1`).
     fn kv_mount_check(&self, mount: &Mount) -> EngineResult<Arc<Keyring>> {
         let k = self.keyring()?;
         if mount.kv_version != 2 {
-            return Err(EngineError::invalid(
-                "kvseal serves only the KV version 2 API; upgrade this mount with `vault kv enable-versioning`",
-            ));
+            return Err(EngineError::invalid(format!(
+                "{:?} is a KV version 1 mount: it has no versions or metadata (`vault kv \
+                 enable-versioning` upgrades it)",
+                mount.path.as_str()
+            )));
         }
         Ok(k)
     }
@@ -423,7 +441,7 @@ impl Engine {
     /// The read of a version in one statement where the backend allows it: the key record with its
     /// newest stored version, which is the one wanted unless an older one is asked for (or the
     /// newest was destroyed); then the read runs again as a transaction of two statements.
-    fn read_version_with(
+    pub(super) fn read_version_with(
         &self,
         keyring: &Keyring,
         mount: &Mount,
@@ -778,6 +796,7 @@ impl Engine {
 
     /// Lists a folder's direct children (keys, and sub-folders with a trailing `/`), optionally only
     /// names after `after` and at most `limit` of them. An empty or missing folder gives no keys.
+    /// The same on KV v1 and v2 mounts: both keep one record per key (see `kv1`).
     pub fn list(
         &self,
         mount: &Mount,
@@ -785,7 +804,7 @@ impl Engine {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> EngineResult<ListPage> {
-        self.kv_mount_check(mount)?;
+        self.keyring()?;
         let children = self
             .store
             .read(|tx| tx.list_children(mount.id, folder.as_str(), after, limit))?;

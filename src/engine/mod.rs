@@ -12,6 +12,7 @@ mod follow;
 pub mod generate_root;
 mod key_shares;
 mod kv;
+mod kv1;
 mod migrate_v1;
 pub mod model;
 mod mounts;
@@ -29,6 +30,8 @@ mod tests_admin;
 mod tests_cubbyhole;
 #[cfg(test)]
 mod tests_restore;
+#[cfg(test)]
+mod tests_kv1;
 mod token_entry;
 mod token_roles;
 pub mod tokens;

@@ -31,10 +31,11 @@ pub struct KvConfig {
 pub struct Mount {
     pub id: i64,
     pub path: MountPath,
-    /// Always `"kv"` for now (`kv-v2` is stored as `kv` with version 2, as Vault does).
+    /// `"kv"` (`kv-v1` and `kv-v2` are stored as `kv` with the version in `options`, as Vault
+    /// does) or `"generic"` (Vault's old name for KV v1, still listed under its own type).
     pub kind: String,
-    /// 1 or 2. KV v1 mounts are recorded (so `vault kv enable-versioning` can upgrade them) but only the
-    /// v2 API is served.
+    /// 1 (Vault's passthrough API: see `engine::kv1`) or 2 (versioned). Raised from 1 to 2 by
+    /// `vault kv enable-versioning`, never lowered.
     pub kv_version: u8,
     pub description: String,
     pub uuid: String,
@@ -67,6 +68,14 @@ pub struct MountTune {
     pub max_lease_ttl: Option<i64>,
     pub force_no_cache: Option<bool>,
     pub options: Option<BTreeMap<String, String>>,
+}
+
+/// A tune that raised a mount's KV version (`from` is 0 for a mount enabled without a version),
+/// which Vault answers with a warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvUpgrade {
+    pub from: i64,
+    pub to: i64,
 }
 
 /// A change to a mount's KV config; `None` leaves a field as it is.

@@ -7,7 +7,7 @@ use rand::Rng;
 use super::barrier;
 use super::clock::Nanos;
 use super::error::{EngineError, EngineResult};
-use super::model::{KvConfig, KvConfigUpdate, Mount, MountSpec, MountTune};
+use super::model::{KvConfig, KvConfigUpdate, KvUpgrade, Mount, MountSpec, MountTune};
 use super::path::MountPath;
 use super::{Engine, Memory};
 use crate::crypto::Keyring;
@@ -23,23 +23,23 @@ fn random_hex(n: usize) -> String {
         .collect()
 }
 
+/// A new mount's record. `options` are kept as given (Vault's `sys/mounts` shows `{}` for `vault
+/// secrets enable kv`, and the kv CLI takes a missing `version` for KV v1).
 pub(super) fn new_mount_record(
     spec: MountSpec,
     path: MountPath,
     kv_version: u8,
     now: Nanos,
 ) -> Mount {
-    let mut options = spec.options;
-    options.insert("version".into(), kv_version.to_string());
     Mount {
         id: 0,
         path,
+        accessor: format!("{}_{}", spec.kind, random_hex(8)),
         kind: spec.kind,
         kv_version,
         description: spec.description,
         uuid: uuid::Uuid::new_v4().to_string(),
-        accessor: format!("kv_{}", random_hex(8)),
-        options,
+        options: spec.options,
         default_lease_ttl: spec.default_lease_ttl,
         max_lease_ttl: spec.max_lease_ttl,
         force_no_cache: spec.force_no_cache,
@@ -48,7 +48,32 @@ pub(super) fn new_mount_record(
     }
 }
 
-/// Reads the KV version out of mount options: `"2"` is v2, anything else v1 (as Vault does).
+impl MountSpec {
+    /// The KV version this spec asks for: `kv` by its `options.version`, the aliases `kv-v1` and
+    /// `kv-v2` by their name, `generic` (which takes no version) 1. Any other type is refused.
+    pub fn kv_version(&self) -> EngineResult<u8> {
+        match self.kind.as_str() {
+            "kv" => kv_version_of(&self.options),
+            "kv-v1" => Ok(1),
+            "kv-v2" => Ok(2),
+            other => {
+                if self.options.contains_key("version") {
+                    return Err(EngineError::invalid(format!(
+                        "secrets engine {other:?} does not allow setting a version"
+                    )));
+                }
+                if other == "generic" {
+                    return Ok(1);
+                }
+                Err(EngineError::invalid(format!(
+                    "plugin not found in the catalog: {other}"
+                )))
+            }
+        }
+    }
+}
+
+/// Reads the KV version out of mount options: absent or empty is v1, `"1"` or `"2"` as said.
 fn kv_version_of(options: &std::collections::BTreeMap<String, String>) -> Result<u8, EngineError> {
     match options.get("version").map(|s| s.trim()) {
         None | Some("") | Some("1") => Ok(1),
@@ -172,9 +197,19 @@ fn install_mounts(mem: &Memory, mounts: Vec<Mount>) -> EngineResult<()> {
     Ok(())
 }
 
-/// Applies `tune` to `m` (the stored record). Setting `options.version` to 2 upgrades a KV v1 mount
-/// (`vault kv enable-versioning`); going back from 2 to 1 is refused, as in Vault.
-fn apply_tune(m: &mut Mount, tune: MountTune) -> EngineResult<()> {
+/// A version given in mount options, read as Vault's `parseutil.ParseInt` reads it (`""` is 0).
+fn option_version(v: Option<&String>) -> Result<i64, std::num::ParseIntError> {
+    match v.map(String::as_str) {
+        None | Some("") => Ok(0),
+        Some(s) => s.parse(),
+    }
+}
+
+/// Applies `tune` to `m` (the stored record), with Vault's rules for `options` (`handleTuneWrite`):
+/// a `version` must be 1 or 2 and never lower than the mount's; a higher one upgrades the mount
+/// (`vault kv enable-versioning` sends `{"options":{"version":"2"}}`: see `kv1` for why that is
+/// only this change); any other option given empty is removed. Returns the upgrade, if any.
+fn apply_tune(m: &mut Mount, tune: MountTune) -> EngineResult<Option<KvUpgrade>> {
     if let Some(d) = tune.description {
         m.description = d;
     }
@@ -187,24 +222,42 @@ fn apply_tune(m: &mut Mount, tune: MountTune) -> EngineResult<()> {
     if let Some(f) = tune.force_no_cache {
         m.force_no_cache = f;
     }
-    if let Some(options) = tune.options {
-        let new_version = if options.contains_key("version") {
-            kv_version_of(&options)?
-        } else {
-            m.kv_version
-        };
-        if new_version < m.kv_version {
-            return Err(EngineError::invalid(
-                "cannot downgrade mount from KV version 2 to KV version 1",
-            ));
+    let mut upgrade = None;
+    if let Some(mut options) = tune.options {
+        if let Some(given) = options.get("version") {
+            // A stored version kvseal wrote is always a number (or absent).
+            let from = option_version(m.options.get("version")).unwrap_or(i64::from(m.kv_version));
+            let to = option_version(Some(given)).map_err(|_| {
+                EngineError::invalid(format!(
+                    "unable to parse options: strconv.ParseInt: parsing {given:?}: invalid syntax"
+                ))
+            })?;
+            if !(1..=2).contains(&to) {
+                return Err(EngineError::invalid(format!(
+                    "invalid version provided: {to}"
+                )));
+            }
+            if from > to {
+                return Err(EngineError::invalid(format!(
+                    "cannot downgrade mount from version {from}"
+                )));
+            }
+            if from < to {
+                upgrade = Some(KvUpgrade { from, to });
+            }
+            // Kept as the number it is (Vault keeps the text given, `"02"` included).
+            options.insert("version".into(), to.to_string());
+            m.kv_version = m.kv_version.max(to as u8);
         }
         for (k, v) in options {
-            m.options.insert(k, v);
+            if v.is_empty() {
+                m.options.remove(&k);
+            } else {
+                m.options.insert(k, v);
+            }
         }
-        m.kv_version = new_version;
-        m.options.insert("version".into(), new_version.to_string());
     }
-    Ok(())
+    Ok(upgrade)
 }
 
 impl Engine {
@@ -247,31 +300,19 @@ impl Engine {
         self.mounts().iter().find(|m| &m.path == path).cloned()
     }
 
-    /// Enables a secrets engine. Only `kv` (v1 or v2) and `kv-v2` exist in kvseal.
+    /// Enables a secrets engine. Only the KV family exists in kvseal: `kv` (v1, or v2 with
+    /// `options.version` 2), the aliases `kv-v1` and `kv-v2`, and `generic` (Vault's old name for
+    /// KV v1, listed under its own type).
     pub async fn enable_mount(&self, path: MountPath, mut spec: MountSpec) -> EngineResult<()> {
         let guard = self.admin_lock().await;
         self.keyring()?;
-        let kv_version = match spec.kind.as_str() {
-            "kv" => kv_version_of(&spec.options)?,
-            "kv-v2" => {
-                spec.kind = "kv".into();
-                2
-            }
-            "kv-v1" => {
-                spec.kind = "kv".into();
-                1
-            }
-            other => {
-                if spec.options.contains_key("version") {
-                    return Err(EngineError::invalid(format!(
-                        "secrets engine {other:?} does not allow setting a version"
-                    )));
-                }
-                return Err(EngineError::invalid(format!(
-                    "plugin not found in the catalog: {other}"
-                )));
-            }
-        };
+        let kv_version = spec.kv_version()?;
+        // Recorded as Vault records the aliases: type `kv` with the version in its options.
+        if spec.kind.starts_with("kv-") {
+            spec.kind = "kv".into();
+            spec.options
+                .insert("version".into(), kv_version.to_string());
+        }
         for reserved in RESERVED {
             if path.as_str().starts_with(reserved) {
                 return Err(EngineError::invalid(format!(
@@ -348,20 +389,31 @@ impl Engine {
     }
 
     /// Tunes a mount. Setting `options.version` to 2 upgrades a KV v1 mount (`vault kv
-    /// enable-versioning`); going back from 2 to 1 is refused, as in Vault.
-    pub async fn tune_mount(&self, path: &MountPath, tune: MountTune) -> EngineResult<()> {
+    /// enable-versioning`) at once and atomically, its data kept as version 1 of each secret (see
+    /// `kv1`); going back from 2 to 1 is refused, as in Vault. Returns the upgrade, if any.
+    pub async fn tune_mount(
+        &self,
+        path: &MountPath,
+        tune: MountTune,
+    ) -> EngineResult<Option<KvUpgrade>> {
         let guard = self.admin_lock().await;
         let keyring = self.keyring()?;
         let id = self.mount_by_path(path).ok_or(EngineError::NotFound)?.id;
         self.admin_write(
             guard,
             move |tx| {
-                change_table(tx, &keyring, |table| {
+                let mut upgrade = None;
+                let mounts = change_table(tx, &keyring, |table| {
                     let m = table.mount_mut(id)?;
-                    apply_tune(m, tune.clone())
-                })
+                    upgrade = apply_tune(m, tune.clone())?;
+                    Ok(())
+                })?;
+                Ok((mounts, upgrade))
             },
-            install_mounts,
+            |mem, (mounts, upgrade)| {
+                install_mounts(mem, mounts)?;
+                Ok(upgrade)
+            },
         )
         .await
     }

@@ -65,6 +65,7 @@ impl Engine {
                     s.mount_id,
                     &s.path,
                     s.version,
+                    &s.blob.nonce,
                     &VersionBlob {
                         key_id,
                         nonce: sealed.nonce,

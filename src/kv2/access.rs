@@ -78,17 +78,23 @@ pub fn acl_path(op: Op, path: &str) -> String {
 }
 
 /// The check for a request on a path of the Vault namespace `path` (after `/v1/`; on OKMS's v1
-/// API, the domain's mount path put in front of the rest). A write to a KV v2 key is create or
-/// update by existence, as Vault's existence check decides it.
+/// API, the domain's mount path put in front of the rest). A write to a KV key is create or
+/// update by existence, as Vault's existence check decides it: on a KV v2 mount the key under
+/// `data/` or `metadata/`, on a KV v1 mount the whole rest of the path (`kv1/data/x` is the key
+/// `data/x`). The path checked is the request's own either way: Vault rewrites no KV path for
+/// its ACL.
 pub fn check_for(engine: &Engine, op: Op, path: &str) -> Check {
     let acl_path = acl_path(op, path);
     if op == Op::Update {
         if let Some((mount, rest)) = engine.resolve(&acl_path) {
-            let key = rest
-                .strip_prefix("data/")
-                .or_else(|| rest.strip_prefix("metadata/"))
-                .and_then(|k| SecretPath::parse(k).ok());
-            if let (Some(key), 2) = (key, mount.kv_version) {
+            let key = match mount.kv_version {
+                2 => rest
+                    .strip_prefix("data/")
+                    .or_else(|| rest.strip_prefix("metadata/")),
+                _ => Some(rest),
+            }
+            .and_then(|k| SecretPath::parse(k).ok());
+            if let Some(key) = key {
                 return Check {
                     path: acl_path,
                     need: Need::Write {

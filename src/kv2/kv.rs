@@ -34,10 +34,12 @@ fn invalid_path(rest: &str, op: Op) -> Reply {
 }
 
 pub async fn route(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> VaultResult<Reply> {
+    // The Vault API routes a KV v1 mount to `vault::kv1`, and no OKMS domain serves one.
     if mount.kv_version != 2 {
-        return Err(VaultError::bad(
-            "kvseal serves only the KV version 2 API; upgrade this mount with `vault kv enable-versioning`",
-        ));
+        return Err(VaultError::bad(format!(
+            "{:?} is a KV version 1 mount: it has no versions or metadata",
+            mount.path.as_str()
+        )));
     }
     let op = ctx.req.op;
     if rest == "config" {

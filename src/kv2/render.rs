@@ -61,7 +61,7 @@ pub fn secret_metadata(r: &SecretRecord) -> Value {
 /// A mount as `sys/mounts` and the preflight show it. `options` values are strings: the vault CLI
 /// type-asserts `options.version` to a string and panics on a number.
 pub fn mount_info(m: &Mount) -> Value {
-    json!({
+    let mut info = json!({
         "accessor": m.accessor,
         "config": {
             "default_lease_ttl": m.default_lease_ttl,
@@ -79,7 +79,14 @@ pub fn mount_info(m: &Mount) -> Value {
         "seal_wrap": false,
         "type": m.kind,
         "uuid": m.uuid,
-    })
+    });
+    // `generic` is no plugin of the catalog: Vault shows no deprecation status for it.
+    if m.kind == "generic" {
+        if let Value::Object(o) = &mut info {
+            o.remove("deprecation_status");
+        }
+    }
+    info
 }
 
 /// The `sys/` mount itself, listed by `sys/mounts` as Vault lists it (kvseal serves `sys/`).

@@ -13,6 +13,9 @@ pub enum Reply {
     Data(Value),
     /// 200 envelope with `data` and warnings.
     DataWarn(Value, Vec<String>),
+    /// 200 envelope with `data`, a `lease_duration` in seconds and maybe warnings: a KV v1 read,
+    /// whose TTL tells the reader when to read again (no lease is registered, as in Vault).
+    Lease(Value, i64, Option<Vec<String>>),
     /// 200 envelope with an `auth` block and `data: null`.
     Auth(Value),
     /// The same with warnings (a renewal capped by a maximum TTL).
@@ -41,7 +44,7 @@ struct Envelope<'a> {
     request_id: &'a str,
     lease_id: &'static str,
     renewable: bool,
-    lease_duration: u64,
+    lease_duration: i64,
     data: &'a Value,
     wrap_info: Option<()>,
     warnings: Option<&'a [String]>,
@@ -55,6 +58,7 @@ struct Envelope<'a> {
 fn envelope_json(
     request_id: &str,
     data: &Value,
+    lease_duration: i64,
     warnings: Option<&[String]>,
     auth: Option<&Value>,
     mount_type: &str,
@@ -63,7 +67,7 @@ fn envelope_json(
         request_id,
         lease_id: "",
         renewable: false,
-        lease_duration: 0,
+        lease_duration,
         data,
         wrap_info: None,
         warnings,
@@ -88,7 +92,7 @@ impl Reply {
     pub fn wrappable(&self, request_id: &str, mount_type: &str) -> Option<(StatusCode, String)> {
         let envelope =
             |data: &Value, warnings: Option<&[String]>, auth: Option<&Value>, mt: &str| {
-                envelope_json(request_id, data, warnings, auth, mt)
+                envelope_json(request_id, data, 0, warnings, auth, mt)
             };
         let ok = StatusCode::OK;
         match self {
@@ -96,6 +100,10 @@ impl Reply {
                 Some((ok, envelope(d, None, None, mount_type)))
             }
             Reply::DataWarn(d, w) => Some((ok, envelope(d, Some(w), None, mount_type))),
+            Reply::Lease(d, ttl, w) => Some((
+                ok,
+                envelope_json(request_id, d, *ttl, w.as_deref(), None, mount_type),
+            )),
             Reply::Auth(a) => Some((ok, envelope(&Value::Null, None, Some(a), mount_type))),
             Reply::AuthWarn(a, w) => {
                 Some((ok, envelope(&Value::Null, Some(w), Some(a), mount_type)))
@@ -109,15 +117,26 @@ impl Reply {
     }
 
     pub fn render(self, request_id: &str, mount_type: &str) -> HttpResponse {
+        let leased = |data: &Value,
+                      lease_duration: i64,
+                      warnings: Option<&[String]>,
+                      auth: Option<&Value>,
+                      mt: &str| {
+            envelope_json(request_id, data, lease_duration, warnings, auth, mt)
+        };
         let envelope =
             |data: &Value, warnings: Option<&[String]>, auth: Option<&Value>, mt: &str| {
-                envelope_json(request_id, data, warnings, auth, mt)
+                leased(data, 0, warnings, auth, mt)
             };
         match self {
             Reply::Data(d) => json_response(StatusCode::OK, envelope(&d, None, None, mount_type)),
             Reply::DataWarn(d, w) => {
                 json_response(StatusCode::OK, envelope(&d, Some(&w), None, mount_type))
             }
+            Reply::Lease(d, ttl, w) => json_response(
+                StatusCode::OK,
+                leased(&d, ttl, w.as_deref(), None, mount_type),
+            ),
             Reply::Auth(a) => json_response(
                 StatusCode::OK,
                 envelope(&Value::Null, None, Some(&a), mount_type),

@@ -224,6 +224,8 @@ fn render(reply: Reply, rid: &str, page: Option<usize>, data_in_errors: bool) ->
             r
         }
         Reply::DataWarn(d, w) => json_response(StatusCode::OK, &envelope(rid, d, Some(w))),
+        // A KV v1 read's lease: never here (a domain's mount is KV v2), shown as its data.
+        Reply::Lease(d, _, w) => json_response(StatusCode::OK, &envelope(rid, d, w)),
         Reply::Auth(a) | Reply::AuthWarn(a, _) => {
             json_response(StatusCode::OK, &json!({"request_id": rid, "auth": a}))
         }

@@ -179,11 +179,15 @@ pub trait WriteTx: ReadTx {
     fn delete_version(&self, mount_id: i64, path: &str, version: u64) -> StorageResult<()>;
     /// Removes every version numbered `upto` or lower (pruning).
     fn delete_versions_upto(&self, mount_id: i64, path: &str, upto: u64) -> StorageResult<()>;
+    /// Replaces a version's sealed data if it is still the blob sealed with `old_nonce` (every seal
+    /// draws a fresh nonce), else changes nothing. A KV v1 write replaces version 1 in place: a
+    /// rewrap that re-sealed the value it read before that write must not bring it back.
     fn replace_version_blob(
         &self,
         mount_id: i64,
         path: &str,
         version: u64,
+        old_nonce: &[u8],
         blob: &VersionBlob,
     ) -> StorageResult<()>;
 

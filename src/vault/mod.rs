@@ -7,6 +7,7 @@ mod auth_cert;
 pub(crate) mod auth_token;
 mod cubbyhole;
 mod key_share;
+mod kv1;
 pub(crate) mod routes;
 mod sys_audit;
 mod sys_auth;
@@ -27,6 +28,8 @@ mod tests_acl;
 mod tests_audit;
 #[cfg(test)]
 mod tests_generate_root;
+#[cfg(test)]
+mod tests_kv1;
 #[cfg(test)]
 mod tests_rekey;
 #[cfg(test)]
@@ -214,7 +217,7 @@ async fn dispatch(
         if let Some(r) = sys_wrapping::route(&ctx, rest).await {
             return Ok((r?, "system"));
         }
-        return Ok((sys_mounts::route(&ctx, rest).await?, "system"));
+        return Ok((sys_mounts::route(state, &ctx, rest).await?, "system"));
     }
     if let Some(rest) = path.strip_prefix("auth/token/") {
         return Ok((auth_token::route(&ctx, rest).await?, "token"));
@@ -225,10 +228,21 @@ async fn dispatch(
     {
         return Ok((cubbyhole::route(&ctx, rest).await?, "cubbyhole"));
     }
-    match engine.resolve(path) {
-        Some((mount, rest)) => Ok((kv::route(&ctx, &mount, rest).await?, "kv")),
-        None => Err(VaultError::NoHandler(path.to_string())),
-    }
+    let Some((mount, rest)) = engine.resolve(path) else {
+        return Err(VaultError::NoHandler(path.to_string()));
+    };
+    // Vault names the mount's type in the envelope (`generic` mounts are listed as such).
+    let mount_type = if mount.kind == "generic" {
+        "generic"
+    } else {
+        "kv"
+    };
+    let reply = if mount.kv_version == 2 {
+        kv::route(&ctx, &mount, rest).await?
+    } else {
+        kv1::route(&ctx, &mount, rest).await?
+    };
+    Ok((reply, mount_type))
 }
 
 /// The unauthenticated routes (`routes::UNAUTHENTICATED`), by family.

@@ -10,13 +10,14 @@ use super::render::{mount_info, sys_mount_info};
 use super::request::Op;
 use super::response::Reply;
 use super::Ctx;
-use crate::engine::model::{MountSpec, MountTune};
+use crate::app::AppState;
+use crate::engine::model::{KvUpgrade, MountSpec, MountTune};
 use crate::engine::path::MountPath;
 
 /// Vault's system-wide default and maximum lease TTL (768h), in seconds.
-const SYSTEM_DEFAULT_TTL: i64 = 768 * 3600;
+pub(super) const SYSTEM_DEFAULT_TTL: i64 = 768 * 3600;
 
-pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
+pub async fn route(state: &AppState, ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
     let op = ctx.req.op;
     let rest_trim = rest.trim_end_matches('/');
     if rest_trim == "mounts" {
@@ -40,7 +41,7 @@ pub async fn route(ctx: &Ctx<'_>, rest: &str) -> VaultResult<Reply> {
         if let Some(m) = p.trim_end_matches('/').strip_suffix("/tune") {
             return tune(ctx, m).await;
         }
-        return mount(ctx, p).await;
+        return mount(state, ctx, p).await;
     }
     Err(VaultError::NoHandler(format!("sys/{rest}")))
 }
@@ -91,7 +92,7 @@ fn preflight(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
     Ok(Reply::Data(info))
 }
 
-async fn mount(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
+async fn mount(state: &AppState, ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
     let path = mount_path(p)?;
     let engine = ctx.engine;
     match ctx.req.op {
@@ -118,6 +119,7 @@ async fn mount(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
                     "mount type of \"cubbyhole\" is not mountable",
                 ));
             }
+            refuse_v1_under_okms(state, &path, spec.kv_version()?)?;
             engine.enable_mount(path, spec).await?;
             Ok(Reply::NoContent)
         }
@@ -133,6 +135,30 @@ async fn mount(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
         }
         _ => Err(VaultError::UnsupportedOperation),
     }
+}
+
+/// An OKMS domain serves its mount through the KV v2 model (versions, metadata): a KV v1 mount
+/// at the path a configured domain names would leave the domain refusing every request.
+fn refuse_v1_under_okms(state: &AppState, path: &MountPath, kv_version: u8) -> VaultResult<()> {
+    if kv_version == 2 {
+        return Ok(());
+    }
+    let mut named: Vec<String> = state
+        .okms_domains
+        .iter()
+        .filter(|(_, p)| *p == path)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    named.sort();
+    Err(VaultError::bad(format!(
+        "cannot enable a KV version 1 mount at {:?}: the OKMS domain {} is backed by this path \
+         and needs a KV version 2 mount; enable it with options version=2 (type kv-v2)",
+        path.as_str(),
+        named.join(", ")
+    )))
 }
 
 /// The body of `POST sys/mounts/<path>`. `null` is accepted for `description`, `config`, `options`
@@ -243,8 +269,17 @@ async fn tune(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
                     Some(v) => Some(decode::string_map(v, "options")?),
                 },
             };
-            engine.tune_mount(&path, tune).await?;
-            Ok(Reply::NoContent)
+            Ok(match engine.tune_mount(&path, tune).await? {
+                // Vault warns that its upgrade runs in the background; here it is complete.
+                Some(KvUpgrade { from, to }) => Reply::DataWarn(
+                    Value::Null,
+                    vec![format!(
+                        "Upgrading mount from version {from} to version {to}. This mount will be \
+                         unavailable for a brief period and will resume service shortly."
+                    )],
+                ),
+                None => Reply::NoContent,
+            })
         }
         _ => Err(VaultError::UnsupportedOperation),
     }

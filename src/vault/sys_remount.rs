@@ -61,6 +61,30 @@ async fn remount(state: &AppState, ctx: &Ctx<'_>) -> VaultResult<Reply> {
             to.as_str()
         )));
     }
+    // A KV v1 mount cannot back an OKMS domain (its model is KV v2's): moving one to the path a
+    // domain names would leave that domain refusing every request.
+    let v1 = ctx
+        .engine
+        .mount_by_path(&from)
+        .is_some_and(|m| m.kv_version != 2);
+    let mut backed: Vec<String> = state
+        .okms_domains
+        .iter()
+        .filter(|(_, p)| v1 && **p == to)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if !backed.is_empty() {
+        backed.sort();
+        return Err(VaultError::bad(format!(
+            "cannot move the KV version 1 mount {:?} to {:?}: the OKMS domain {} is backed by \
+             that path and needs a KV version 2 mount; upgrade it first (vault kv \
+             enable-versioning {})",
+            from.as_str(),
+            to.as_str(),
+            backed.join(", "),
+            from.bare()
+        )));
+    }
     let done = ctx.engine.remount(&from, &to).await?;
     Ok(Reply::SysInjected(json!({ "migration_id": done.id })))
 }

@@ -810,12 +810,13 @@ impl WriteTx for PgTx<'_> {
         mount_id: i64,
         path: &str,
         version: u64,
+        old_nonce: &[u8],
         blob: &VersionBlob,
     ) -> StorageResult<()> {
         let (version, k) = (version_i64(version)?, i64::from(blob.key_id));
         self.exec(
             "UPDATE versions SET key_id = $4, nonce = $5, ciphertext = $6
-             WHERE mount_id = $1 AND path = $2 AND version = $3",
+             WHERE mount_id = $1 AND path = $2 AND version = $3 AND nonce = $7",
             &[
                 &mount_id,
                 &path,
@@ -823,6 +824,7 @@ impl WriteTx for PgTx<'_> {
                 &k,
                 &blob.nonce,
                 &blob.ciphertext,
+                &old_nonce,
             ],
         )?;
         Ok(())

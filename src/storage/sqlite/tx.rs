@@ -562,12 +562,13 @@ impl WriteTx for SqliteTx<'_> {
         mount_id: i64,
         path: &str,
         version: u64,
+        old_nonce: &[u8],
         blob: &VersionBlob,
     ) -> StorageResult<()> {
         self.conn
             .prepare_cached(
                 "UPDATE versions SET key_id = ?4, nonce = ?5, ciphertext = ?6
-                 WHERE mount_id = ?1 AND path = ?2 AND version = ?3",
+                 WHERE mount_id = ?1 AND path = ?2 AND version = ?3 AND nonce = ?7",
             )?
             .execute(params![
                 mount_id,
@@ -575,7 +576,8 @@ impl WriteTx for SqliteTx<'_> {
                 version_i64(version)?,
                 blob.key_id,
                 blob.nonce,
-                blob.ciphertext
+                blob.ciphertext,
+                old_nonce
             ])?;
         Ok(())
     }
