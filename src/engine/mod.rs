@@ -29,9 +29,9 @@ mod tests_admin;
 #[cfg(test)]
 mod tests_cubbyhole;
 #[cfg(test)]
-mod tests_restore;
-#[cfg(test)]
 mod tests_kv1;
+#[cfg(test)]
+mod tests_restore;
 mod token_entry;
 mod token_roles;
 pub mod tokens;

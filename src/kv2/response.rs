@@ -124,10 +124,10 @@ impl Reply {
                       mt: &str| {
             envelope_json(request_id, data, lease_duration, warnings, auth, mt)
         };
-        let envelope =
-            |data: &Value, warnings: Option<&[String]>, auth: Option<&Value>, mt: &str| {
-                leased(data, 0, warnings, auth, mt)
-            };
+        let envelope = |data: &Value,
+                        warnings: Option<&[String]>,
+                        auth: Option<&Value>,
+                        mt: &str| { leased(data, 0, warnings, auth, mt) };
         match self {
             Reply::Data(d) => json_response(StatusCode::OK, envelope(&d, None, None, mount_type)),
             Reply::DataWarn(d, w) => {

@@ -398,7 +398,10 @@ async fn shamir_unseal_upgrades_the_previous_builtin_default_policy() {
     let r = h
         .call_with("PUT", "/v1/sys/unseal", Some(&unseal), &[])
         .await;
-    assert_eq!((r.status.as_u16(), r.json()["sealed"].clone()), (200, json!(false)));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["sealed"].clone()),
+        (200, json!(false))
+    );
     let old = json!({ "policy": crate::policy::PREVIOUS_DEFAULT_POLICY });
     let r = h
         .call_as(&root, "PUT", "/v1/sys/policies/acl/default", Some(old))
@@ -409,7 +412,10 @@ async fn shamir_unseal_upgrades_the_previous_builtin_default_policy() {
     let r = h
         .call_with("PUT", "/v1/sys/unseal", Some(&unseal), &[])
         .await;
-    assert_eq!((r.status.as_u16(), r.json()["sealed"].clone()), (200, json!(false)));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["sealed"].clone()),
+        (200, json!(false))
+    );
     let r = h
         .call_as(&root, "GET", "/v1/sys/policies/acl/default", None)
         .await;
