@@ -86,6 +86,28 @@ impl Harness {
         self.engine = Arc::new(Engine::open(store, mode, Clock::default()).unwrap());
     }
 
+    /// A new token whose only policy (besides `default`) is `policy`, stored as `name`.
+    pub async fn token_with_policy(&self, name: &str, policy: &str) -> String {
+        let r = self
+            .put(
+                &format!("/v1/sys/policies/acl/{name}"),
+                serde_json::json!({ "policy": policy }),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        let r = self
+            .put(
+                "/v1/auth/token/create",
+                serde_json::json!({"policies": [name]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["auth"]["client_token"]
+            .as_str()
+            .expect("a client token")
+            .to_string()
+    }
+
     /// A request with a given token.
     pub async fn call_as(
         &self,

@@ -44,6 +44,8 @@ use serde_json::Value;
 /// them, in this order (prefixes of `RowTag::tag`); rows of no listed step come last.
 const TAG_ORDER: &[&str] = &[
     "token:limited",
+    "cubbyhole:limited",
+    "cubbyhole:root",
     "policy:limited",
     "secret:app/db@v4",
     "secret:app/db@delete",
@@ -70,6 +72,7 @@ const TAG_ORDER: &[&str] = &[
 /// token, both policies, the current and the soft-deleted version of the multi-version secret).
 const ALWAYS: &[&str] = &[
     "token:limited",
+    "cubbyhole:limited",
     "policy:limited",
     "policy:deny",
     "secret:app/db@v4",

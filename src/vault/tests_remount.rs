@@ -9,24 +9,6 @@ use crate::testutil::{harness, Harness, OKMS_ID};
 
 const RUNNING: &str = concat!("v", env!("CARGO_PKG_VERSION"), "+kvseal");
 
-async fn token_with_policy(h: &Harness, name: &str, policy: &str) -> String {
-    let r = h
-        .put(
-            &format!("/v1/sys/policies/acl/{name}"),
-            json!({ "policy": policy }),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    let r = h
-        .put("/v1/auth/token/create", json!({"policies": [name]}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json()["auth"]["client_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn enable_kv2(h: &Harness, path: &str) {
     let r = h
         .put(
@@ -232,20 +214,18 @@ async fn auth_method_tune_reads_the_system_defaults() {
 #[actix_web::test]
 async fn auth_listing_needs_read_and_a_method_needs_sudo() {
     let h = harness().await;
-    let list_only = token_with_policy(
-        &h,
+    let list_only = h.token_with_policy(
         "auth-read",
         r#"path "sys/auth" { capabilities = ["read"] }
            path "sys/auth/*" { capabilities = ["read"] }"#,
     )
     .await;
-    let sudo = token_with_policy(
-        &h,
+    let sudo = h.token_with_policy(
         "auth-sudo",
         r#"path "sys/auth/*" { capabilities = ["read", "sudo"] }"#,
     )
     .await;
-    let nothing = token_with_policy(&h, "none", r#"path "x/*" { capabilities = ["read"] }"#).await;
+    let nothing = h.token_with_policy("none", r#"path "x/*" { capabilities = ["read"] }"#).await;
     let cases = [
         (&list_only, "/v1/sys/auth", 200),
         (&list_only, "/v1/sys/auth/token", 403),
@@ -446,15 +426,13 @@ async fn remount_is_refused_while_an_okms_domain_names_the_mount() {
 async fn remount_needs_sudo_and_its_status_needs_read() {
     let h = harness().await;
     enable_kv2(&h, "one").await;
-    let update = token_with_policy(
-        &h,
+    let update = h.token_with_policy(
         "mv",
         r#"path "sys/remount" { capabilities = ["update"] }
            path "sys/remount/status/*" { capabilities = ["read"] }"#,
     )
     .await;
-    let sudo = token_with_policy(
-        &h,
+    let sudo = h.token_with_policy(
         "mv-sudo",
         r#"path "sys/remount" { capabilities = ["update", "sudo"] }"#,
     )
@@ -481,8 +459,7 @@ async fn remount_does_not_rewrite_policies() {
     let h = harness().await;
     enable_kv2(&h, "old").await;
     write(&h, "/v1/old/data/s", json!({"k": "v"})).await;
-    let reader = token_with_policy(
-        &h,
+    let reader = h.token_with_policy(
         "old-reader",
         r#"path "old/data/*" { capabilities = ["read"] }"#,
     )

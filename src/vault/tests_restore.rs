@@ -105,25 +105,6 @@ async fn write(h: &Harness, key: &str, v: &str) {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-/// A token with `policy` as its only policy (besides `default`).
-async fn token_with(h: &Harness, name: &str, policy: &str) -> String {
-    let r = h
-        .put(
-            &format!("/v1/sys/policies/acl/{name}"),
-            json!({"policy": policy}),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    let r = h
-        .put("/v1/auth/token/create", json!({"policies": [name]}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json()["auth"]["client_token"]
-        .as_str()
-        .expect("token")
-        .to_string()
-}
-
 #[actix_web::test]
 async fn a_restore_through_the_api_is_served_at_once() {
     let h = harness().await;
@@ -151,14 +132,12 @@ async fn snapshot_route_answers() {
     let foreign = save(&other).await;
     write(&h, "app", "two").await;
     let size = archive.len() as u64;
-    let sudo = token_with(
-        &h,
+    let sudo = h.token_with_policy(
         "snapshots",
         r#"path "sys/storage/raft/*" { capabilities = ["read", "update", "sudo"] }"#,
     )
     .await;
-    let no_sudo = token_with(
-        &h,
+    let no_sudo = h.token_with_policy(
         "nosudo",
         r#"path "sys/storage/raft/*" { capabilities = ["read", "update"] }"#,
     )

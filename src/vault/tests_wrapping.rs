@@ -8,24 +8,6 @@ use crate::testutil::{harness, Harness, Resp, OKMS_ID};
 
 const INVALID: &str = "wrapping token is not valid or does not exist";
 
-async fn token_with_policy(h: &Harness, name: &str, policy: &str) -> String {
-    let r = h
-        .put(
-            &format!("/v1/sys/policies/acl/{name}"),
-            json!({ "policy": policy }),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    let r = h
-        .put("/v1/auth/token/create", json!({"policies": [name]}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json()["auth"]["client_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn new_token(h: &Harness, policies: Value) -> String {
     let r = h
         .put("/v1/auth/token/create", json!({ "policies": policies }))
@@ -520,8 +502,7 @@ async fn an_expired_wrapping_token_is_invalid_and_purged_with_its_cubbyhole() {
 async fn min_and_max_wrapping_ttl_are_enforced_as_vault_does() {
     let h = harness().await;
     write_secret(&h, "x", json!({"a": "b"})).await;
-    let t = token_with_policy(
-        &h,
+    let t = h.token_with_policy(
         "wrapreq",
         "path \"secret/data/x\" {\n capabilities = [\"read\"]\n min_wrapping_ttl = \"30s\"\n max_wrapping_ttl = \"2m\"\n}",
     )
@@ -812,8 +793,7 @@ async fn one_token_never_sees_anothers_cubbyhole() {
 #[actix_web::test]
 async fn a_revoked_tokens_cubbyhole_is_gone_with_it() {
     let h = harness().await;
-    let parent = token_with_policy(
-        &h,
+    let parent = h.token_with_policy(
         "creator",
         "path \"auth/token/create\" { capabilities = [\"update\"] }",
     )

@@ -918,6 +918,21 @@ pub fn populate(
     assert_eq!(find(USES).num_uses, 5);
     assert!(!find(CHILD).orphan && find(ORPHAN).orphan);
 
+    // Cubbyholes: one entry in the root token's and one in the limited token's (the value names
+    // its owner, so a row swapped between them would be served as the other's).
+    for (label, token) in [(ROOT, r), (LIMITED, find(LIMITED).token.as_str())] {
+        c.expect(
+            204,
+            token,
+            "PUT",
+            "/v1/cubbyhole/note",
+            Some(&json!({ "owner": label })),
+        );
+        let got = c.expect(200, token, "GET", "/v1/cubbyhole/note", None);
+        assert_eq!(got["data"], json!({ "owner": label }), "{got}");
+        tag.step(&format!("cubbyhole:{label}"));
+    }
+
     // Audit devices: a file under audit_dir (the device path and file name are a marker), and a
     // second one that discards.
     let audit_file = audit_dir.join(format!("{}.log", markers.audit_path));
@@ -1403,6 +1418,7 @@ pub fn probes(pop: &Population) -> Vec<Probe> {
         );
     }
     add(ROOT, any, "GET", "/v1/sys/audit".into(), None);
+    add(ROOT, any, "GET", "/v1/cubbyhole/note".into(), None);
 
     // The limited token: what it could do, and what it could not.
     let (ok, no) = (Expect::Allowed, Expect::Denied);
@@ -1410,6 +1426,7 @@ pub fn probes(pop: &Population) -> Vec<Probe> {
     let limited = pop.limited_policy().to_string();
     let root_acc = pop.token(ROOT).accessor.clone();
     add(LIMITED, ok, "GET", "/v1/secret/data/app/db".into(), None);
+    add(LIMITED, ok, "GET", "/v1/cubbyhole/note".into(), None);
     add(LIMITED, ok, "GET", "/v1/secret/data/app/okms".into(), None);
     add(LIMITED, ok, "LIST", "/v1/secret/metadata/".into(), None);
     add(
