@@ -370,14 +370,7 @@ async fn admit_and_handle<A: Api>(
         }
     }
 
-    *audit = Exchange::begin(engine, req, rid, audit_op, &audit_path, caller_id);
-    if let Some(a) = audit.as_mut() {
-        a.set_body(&body);
-        if a.request().is_err() {
-            return Err(Refusal::AuditFailed.into());
-        }
-    }
-    A::handle(Call {
+    let call = Call {
         state,
         http: req,
         rid,
@@ -385,8 +378,34 @@ async fn admit_and_handle<A: Api>(
         body,
         upload,
         caller,
-    })
-    .await
+    };
+    audited_handle::<A>(call, audit_op, &audit_path, audit).await
+}
+
+/// The audit request entry (with the body), then the handler: the last steps of every admitted
+/// request.
+async fn audited_handle<A: Api>(
+    call: Call<'_, A::Route>,
+    audit_op: &'static str,
+    audit_path: &str,
+    audit: &mut Option<Exchange>,
+) -> Result<HttpResponse, A::Error> {
+    let caller = call.caller.as_ref().map(|c| &c.identity);
+    *audit = Exchange::begin(
+        &call.state.engine,
+        call.http,
+        call.rid,
+        audit_op,
+        audit_path,
+        caller,
+    );
+    if let Some(a) = audit.as_mut() {
+        a.set_body(&call.body);
+        if a.request().is_err() {
+            return Err(Refusal::AuditFailed.into());
+        }
+    }
+    A::handle(call).await
 }
 
 /// Admission of an [`Access::WrappingToken`] route (see there): the wrapping token named by the
@@ -493,15 +512,7 @@ async fn admit_wrapping<A: Api>(
             Some(Caller { identity, acl })
         }
     };
-    let caller_id = caller.as_ref().map(|c| &c.identity);
-    *audit = Exchange::begin(engine, req, rid, audit_op, &audit_path, caller_id);
-    if let Some(a) = audit.as_mut() {
-        a.set_body(&body);
-        if a.request().is_err() {
-            return Err(Refusal::AuditFailed.into());
-        }
-    }
-    A::handle(Call {
+    let call = Call {
         state,
         http: req,
         rid,
@@ -509,8 +520,8 @@ async fn admit_wrapping<A: Api>(
         body,
         upload: None,
         caller,
-    })
-    .await
+    };
+    audited_handle::<A>(call, audit_op, &audit_path, audit).await
 }
 
 #[cfg(test)]

@@ -214,18 +214,22 @@ async fn auth_method_tune_reads_the_system_defaults() {
 #[actix_web::test]
 async fn auth_listing_needs_read_and_a_method_needs_sudo() {
     let h = harness().await;
-    let list_only = h.token_with_policy(
-        "auth-read",
-        r#"path "sys/auth" { capabilities = ["read"] }
+    let list_only = h
+        .token_with_policy(
+            "auth-read",
+            r#"path "sys/auth" { capabilities = ["read"] }
            path "sys/auth/*" { capabilities = ["read"] }"#,
-    )
-    .await;
-    let sudo = h.token_with_policy(
-        "auth-sudo",
-        r#"path "sys/auth/*" { capabilities = ["read", "sudo"] }"#,
-    )
-    .await;
-    let nothing = h.token_with_policy("none", r#"path "x/*" { capabilities = ["read"] }"#).await;
+        )
+        .await;
+    let sudo = h
+        .token_with_policy(
+            "auth-sudo",
+            r#"path "sys/auth/*" { capabilities = ["read", "sudo"] }"#,
+        )
+        .await;
+    let nothing = h
+        .token_with_policy("none", r#"path "x/*" { capabilities = ["read"] }"#)
+        .await;
     let cases = [
         (&list_only, "/v1/sys/auth", 200),
         (&list_only, "/v1/sys/auth/token", 403),
@@ -426,17 +430,19 @@ async fn remount_is_refused_while_an_okms_domain_names_the_mount() {
 async fn remount_needs_sudo_and_its_status_needs_read() {
     let h = harness().await;
     enable_kv2(&h, "one").await;
-    let update = h.token_with_policy(
-        "mv",
-        r#"path "sys/remount" { capabilities = ["update"] }
+    let update = h
+        .token_with_policy(
+            "mv",
+            r#"path "sys/remount" { capabilities = ["update"] }
            path "sys/remount/status/*" { capabilities = ["read"] }"#,
-    )
-    .await;
-    let sudo = h.token_with_policy(
-        "mv-sudo",
-        r#"path "sys/remount" { capabilities = ["update", "sudo"] }"#,
-    )
-    .await;
+        )
+        .await;
+    let sudo = h
+        .token_with_policy(
+            "mv-sudo",
+            r#"path "sys/remount" { capabilities = ["update", "sudo"] }"#,
+        )
+        .await;
     let body = json!({"from": "one", "to": "two"});
     let r = h
         .call_as(&update, "POST", "/v1/sys/remount", Some(body.clone()))
@@ -459,11 +465,12 @@ async fn remount_does_not_rewrite_policies() {
     let h = harness().await;
     enable_kv2(&h, "old").await;
     write(&h, "/v1/old/data/s", json!({"k": "v"})).await;
-    let reader = h.token_with_policy(
-        "old-reader",
-        r#"path "old/data/*" { capabilities = ["read"] }"#,
-    )
-    .await;
+    let reader = h
+        .token_with_policy(
+            "old-reader",
+            r#"path "old/data/*" { capabilities = ["read"] }"#,
+        )
+        .await;
     let r = h.call_as(&reader, "GET", "/v1/old/data/s", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     remount(&h, "old", "new").await;

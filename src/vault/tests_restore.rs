@@ -132,16 +132,18 @@ async fn snapshot_route_answers() {
     let foreign = save(&other).await;
     write(&h, "app", "two").await;
     let size = archive.len() as u64;
-    let sudo = h.token_with_policy(
-        "snapshots",
-        r#"path "sys/storage/raft/*" { capabilities = ["read", "update", "sudo"] }"#,
-    )
-    .await;
-    let no_sudo = h.token_with_policy(
-        "nosudo",
-        r#"path "sys/storage/raft/*" { capabilities = ["read", "update"] }"#,
-    )
-    .await;
+    let sudo = h
+        .token_with_policy(
+            "snapshots",
+            r#"path "sys/storage/raft/*" { capabilities = ["read", "update", "sudo"] }"#,
+        )
+        .await;
+    let no_sudo = h
+        .token_with_policy(
+            "nosudo",
+            r#"path "sys/storage/raft/*" { capabilities = ["read", "update"] }"#,
+        )
+        .await;
     const DENIED: &str = r#"{"errors":["permission denied"]}"#;
     // (method, path, token, body, bound, status, body's words). Each leaves the store as it was.
     let cases: Vec<Case> = vec![

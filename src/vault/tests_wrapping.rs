@@ -793,11 +793,12 @@ async fn one_token_never_sees_anothers_cubbyhole() {
 #[actix_web::test]
 async fn a_revoked_tokens_cubbyhole_is_gone_with_it() {
     let h = harness().await;
-    let parent = h.token_with_policy(
-        "creator",
-        "path \"auth/token/create\" { capabilities = [\"update\"] }",
-    )
-    .await;
+    let parent = h
+        .token_with_policy(
+            "creator",
+            "path \"auth/token/create\" { capabilities = [\"update\"] }",
+        )
+        .await;
     let child = {
         let r = h
             .call_as(&parent, "POST", "/v1/auth/token/create", Some(json!({})))
