@@ -30,7 +30,7 @@ import subprocess
 import time
 import urllib.parse
 import uuid
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import hvac
 import pytest
@@ -345,39 +345,46 @@ def cli_home(tmp_path_factory):
     return tmp_path_factory.mktemp("clihome")
 
 
+def run_bao(addr: str, token: Optional[str], home, *args, env=None, stdin=None,
+            timeout: float = 30) -> CliResult:
+    """Runs the real `bao` CLI against `addr` (with `token` unless None), HOME at `home`; also
+    serves sealed_server.py's servers."""
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith(("VAULT_", "BAO_"))}
+    e.update({
+        "HOME": str(home),
+        "BAO_ADDR": addr,
+        "VAULT_ADDR": addr,
+        "BAO_CLI_NO_COLOR": "1",
+        "NO_COLOR": "1",
+    })
+    if token is not None:
+        e["BAO_TOKEN"] = token
+        e["VAULT_TOKEN"] = token
+    if env:
+        e.update(env)
+    # CI runs with no usable stdin: never let the CLI wait on it
+    io = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    p = subprocess.run(
+        [bao_binary(), *[str(a) for a in args]], env=e, capture_output=True,
+        text=True, timeout=timeout, **io,
+    )
+    out: Any = p.stdout
+    s = p.stdout.strip()
+    if s.startswith(("{", "[")):
+        try:
+            out = json.loads(s)
+        except ValueError:
+            pass
+    return CliResult(p.returncode, out, p.stderr, p.stdout)
+
+
 @pytest.fixture(scope="session")
 def bao(addr, token, cli_home):
-    binary = bao_binary()
+    bao_binary()  # fail at setup, not in the test, when there is no `bao`
 
     def run(*args, env=None, token=token, stdin=None, timeout=30) -> CliResult:
-        e = {k: v for k, v in os.environ.items()
-             if not k.startswith(("VAULT_", "BAO_"))}
-        e.update({
-            "HOME": str(cli_home),
-            "BAO_ADDR": addr,
-            "VAULT_ADDR": addr,
-            "BAO_CLI_NO_COLOR": "1",
-            "NO_COLOR": "1",
-        })
-        if token is not None:
-            e["BAO_TOKEN"] = token
-            e["VAULT_TOKEN"] = token
-        if env:
-            e.update(env)
-        # CI runs with no usable stdin: never let the CLI wait on it
-        io = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
-        p = subprocess.run(
-            [binary, *[str(a) for a in args]], env=e, capture_output=True,
-            text=True, timeout=timeout, **io,
-        )
-        out: Any = p.stdout
-        s = p.stdout.strip()
-        if s.startswith(("{", "[")):
-            try:
-                out = json.loads(s)
-            except ValueError:
-                pass
-        return CliResult(p.returncode, out, p.stderr, p.stdout)
+        return run_bao(addr, token, cli_home, *args, env=env, stdin=stdin, timeout=timeout)
 
     return run
 

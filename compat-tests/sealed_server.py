@@ -1,8 +1,8 @@
 """A Shamir-sealed server of either target, for tests of the seal itself (generate-root, rekey,
-seal and unseal).
+seal and unseal) and of what replaces a whole store (snapshot restore).
 
 The session server of conftest.py is a dev server (file seal, already unsealed); tests that change
-the unseal keys need a server of their own, initialised with shares:
+the unseal keys or the whole store need a server of their own, initialised with shares:
 
 * ``kvseal`` -- ``$KVSEAL_BIN server --config kvseal.toml``: SQLite in the work directory, plain
   HTTP, ``[seal] type = "shamir"``.
@@ -11,7 +11,11 @@ the unseal keys need a server of their own, initialised with shares:
   unauthenticated ``sys/generate-root/*`` and ``sys/rekey/*`` routes off by default; the listener
   turns them back on (``disable_unauthed_generate_root_endpoints = false``,
   ``disable_unauthed_rekey_endpoints = false``) so that they answer as Vault's do, which is what
-  kvseal serves.
+  kvseal serves. Both ports are chosen once, so a restart keeps the raft node's addresses.
+
+``kvseal_dev=True`` (kvseal only) starts ``$KVSEAL_BIN server --dev`` instead: file seal, already
+unsealed, root token ``root``, no unseal keys -- the kvseal store a snapshot restore is tested on,
+where OpenBao (whose dev mode has no raft storage) still needs the sealed raft server.
 
 Both are initialised with ``PUT sys/init`` ({secret_shares, secret_threshold}), unsealed with the
 first ``threshold`` keys, and given a kv-v2 mount at ``secret/`` (kvseal makes it at init; OpenBao
@@ -25,10 +29,10 @@ Usage::
         with sealed_server(tmp_path, shares=5, threshold=3) as s:
             s.keys, s.keys_base64, s.root_token, s.addr
             s.seal(); s.unseal(s.keys[:3]); s.http("GET", "sys/seal-status")
+            s.bao("kv", "get", "-format=json", "secret/x")  # the real CLI, as conftest's `bao`
 """
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -38,30 +42,38 @@ from typing import Any, Iterator, List, Optional
 
 import requests
 
-from conftest import TARGET, CliResult, bao_binary
+from conftest import ROOT_TOKEN, TARGET, CliResult, bao_binary, run_bao
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> List[int]:
+    """``n`` distinct free ports: all are bound at once, so none is handed out twice (bao's API
+    and cluster listeners on one port would fail to start)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                 for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 class SealedServer:
     """A running Shamir-sealed server: its address, unseal keys and root token."""
 
-    def __init__(self, target: str, workdir, shares: int, threshold: int):
+    def __init__(self, target: str, workdir, shares: int, threshold: int, kvseal_dev: bool = False):
+        if kvseal_dev and target != "kvseal":
+            raise ValueError("kvseal_dev is a kvseal server; OpenBao's dev mode has no raft storage")
         self.target = target
         self.workdir = workdir
         self.shares = shares
         self.threshold = threshold
-        self.port = _free_port()
+        self.kvseal_dev = kvseal_dev
+        self.port, self.cluster_port = _free_ports(2)
         self.addr = f"http://127.0.0.1:{self.port}"
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = workdir / "server.log"
         self.keys: List[str] = []
         self.keys_base64: List[str] = []
-        self.root_token = ""
+        self.root_token = ROOT_TOKEN if kvseal_dev else ""
         self.session = requests.Session()
 
     # ------------------------------------------------------------ process
@@ -71,6 +83,9 @@ class SealedServer:
             binary = os.environ.get("KVSEAL_BIN")
             if not binary or not os.path.exists(binary):
                 raise RuntimeError(f"KVSEAL_BIN={binary!r} does not exist")
+            if self.kvseal_dev:
+                return [binary, "server", "--dev", f"--dev-root-token-id={ROOT_TOKEN}",
+                        f"--dev-listen-address=127.0.0.1:{self.port}"]
             storage = self.workdir / "storage"
             cfg = self.workdir / "kvseal.toml"
             cfg.write_text(
@@ -85,7 +100,7 @@ class SealedServer:
             return [binary, "server", "--config", str(cfg)]
         data = self.workdir / "raft"
         data.mkdir(exist_ok=True)
-        cluster_port = _free_port()
+        cluster_port = self.cluster_port
         cfg = self.workdir / "bao.hcl"
         cfg.write_text(
             'storage "raft" {\n'
@@ -170,25 +185,11 @@ class SealedServer:
         kw.setdefault("timeout", 15)
         return self.session.request(method, f"{self.addr}/v1/{path}", headers=headers, **kw)
 
-    def bao(self, *args, token: Any = "root", timeout: float = 30):
+    def bao(self, *args, token: Any = "root", timeout: float = 30) -> CliResult:
         """Runs the real ``bao`` CLI against this server (``token="root"``: the root token, ``None``:
         no token). Returns conftest's ``CliResult`` (``out`` is parsed JSON when stdout is JSON)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-        env.update({"HOME": str(self.workdir), "BAO_ADDR": self.addr, "VAULT_ADDR": self.addr,
-                    "NO_COLOR": "1"})
         tok = self.root_token if token == "root" else token
-        if tok:
-            env["BAO_TOKEN"] = env["VAULT_TOKEN"] = tok
-        p = subprocess.run([bao_binary(), *[str(a) for a in args]], env=env, capture_output=True,
-                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        out: Any = p.stdout
-        text = p.stdout.strip()
-        if text.startswith(("{", "[")):
-            try:
-                out = json.loads(text)
-            except ValueError:
-                pass
-        return CliResult(p.returncode, out, p.stderr, p.stdout)
+        return run_bao(self.addr, tok or None, self.workdir, *args, timeout=timeout)
 
     # ------------------------------------------------------------ seal
 
@@ -240,20 +241,26 @@ class SealedServer:
             return w.status_code == 200
 
         self._wait(writable, "secret/ to take writes")
-        self.http("DELETE", "secret/metadata/__ready_probe")
+        r = self.http("DELETE", "secret/metadata/__ready_probe")
+        assert r.status_code == 204, (r.status_code, r.text)
 
 
 @contextlib.contextmanager
-def sealed_server(tmp_path, shares: int, threshold: int, target: str = TARGET) -> Iterator[SealedServer]:
-    """A server of ``target``, initialised with ``shares`` unseal keys (``threshold`` of which
-    unseal it), unsealed, with kv-v2 at ``secret/``; stopped on exit."""
-    workdir = tmp_path / f"sealed-{target}"
+def sealed_server(tmp_path, shares: int, threshold: int, target: str = TARGET,
+                  name: Optional[str] = None, kvseal_dev: bool = False) -> Iterator[SealedServer]:
+    """A server of ``target`` in ``tmp_path/<name>`` (default ``sealed-<target>``; name two servers
+    of one test apart), initialised with ``shares`` unseal keys (``threshold`` of which unseal it),
+    unsealed, with kv-v2 at ``secret/``; stopped on exit. ``kvseal_dev``: see the module text."""
+    workdir = tmp_path / (name or f"sealed-{target}")
     workdir.mkdir()
-    s = SealedServer(target, workdir, shares, threshold)
+    s = SealedServer(target, workdir, shares, threshold, kvseal_dev=kvseal_dev)
     s.start()
     try:
-        s.init()
-        s.unseal(s.keys[:threshold])
+        if kvseal_dev:
+            s.wait_active()
+        else:
+            s.init()
+            s.unseal(s.keys[:threshold])
         s.ensure_secret_mount()
         yield s
     finally:
