@@ -289,13 +289,16 @@ fn vault_routes() -> Vec<Route> {
             anonymous: Anonymous::Refused,
             no_capability: NoCapability::Filtered,
         },
-        // Unauthenticated in Vault: the wrapping token named is the credential.
-        public("POST", "sys/wrapping/lookup"),
     ];
     // The wrapping token named is checked first, as Vault does: one that is not valid is 400
     // whoever asks (and a valid one in the body still needs an authorised caller, see
-    // src/vault/tests_wrapping.rs).
-    for p in ["sys/wrapping/unwrap", "sys/wrapping/rewrap"] {
+    // src/vault/tests_wrapping.rs). `lookup` is unauthenticated in Vault: the wrapping token
+    // named is its only credential (none at all is 403, as OpenBao answers).
+    for p in [
+        "sys/wrapping/lookup",
+        "sys/wrapping/unwrap",
+        "sys/wrapping/rewrap",
+    ] {
         r.push(Route {
             method: "POST",
             path: p,
