@@ -106,7 +106,9 @@ async fn mount(state: &AppState, ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
             let m = engine.mount_by_path(&path).ok_or_else(|| {
                 VaultError::bad(format!("No secret engine mount at {}", path.as_str()))
             })?;
-            Ok(Reply::Data(mount_info(&m)))
+            // Vault copies a `sys/mounts/` answer's data to the top level too (its
+            // `injectDataIntoTopRoutes`), as for the listing.
+            Ok(Reply::SysInjected(mount_info(&m)))
         }
         Op::Update => {
             let spec = mount_spec(&ctx.req.body)?;
@@ -215,7 +217,7 @@ async fn tune(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
     };
     if path.as_str() == cubbyhole::MOUNT {
         return match ctx.req.op {
-            Op::Read => Ok(Reply::Data(json!({
+            Op::Read => Ok(Reply::SysInjected(json!({
                 "default_lease_ttl": SYSTEM_DEFAULT_TTL,
                 "description": "per-token private secret storage",
                 "force_no_cache": false,
@@ -233,7 +235,7 @@ async fn tune(ctx: &Ctx<'_>, p: &str) -> VaultResult<Reply> {
             // Tune reads report the effective TTLs: an unset (0) TTL is the system default of 768h,
             // as Vault's sysview answers (hvac's read_mount_configuration shows it).
             let effective = |t: i64| if t == 0 { SYSTEM_DEFAULT_TTL } else { t };
-            Ok(Reply::Data(json!({
+            Ok(Reply::SysInjected(json!({
                 "default_lease_ttl": effective(m.default_lease_ttl),
                 "description": m.description,
                 "force_no_cache": m.force_no_cache,

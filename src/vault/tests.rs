@@ -1128,3 +1128,41 @@ async fn invalid_percent_escapes_in_the_path_are_400_and_store_nothing() {
     );
     assert_eq!(h.call("GET", "/v1/secret/data/xA", None).await.status, 200);
 }
+
+/// `sys/mounts/<path>` and its `tune` answer their fields at the top level as well as in `data`,
+/// as Vault and OpenBao do (`injectDataIntoTopRoutes`): clients written against the top-level
+/// fields read them there.
+#[actix_web::test]
+async fn mount_reads_carry_their_fields_at_the_top_level_too() {
+    let h = harness().await;
+    // (path, a top-level field, its expected value)
+    let cases: [(&str, &str, Value); 5] = [
+        ("/v1/sys/mounts/secret", "type", json!("kv")),
+        ("/v1/sys/mounts/secret", "options", json!({"version": "2"})),
+        (
+            "/v1/sys/mounts/secret/tune",
+            "default_lease_ttl",
+            json!(2764800),
+        ),
+        (
+            "/v1/sys/mounts/secret/tune",
+            "options",
+            json!({"version": "2"}),
+        ),
+        (
+            "/v1/sys/mounts/cubbyhole/tune",
+            "max_lease_ttl",
+            json!(2764800),
+        ),
+    ];
+    for (path, field, want) in cases {
+        let r = h.call("GET", path, None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        let body = r.json();
+        assert_eq!(
+            (&body[field], &body["data"][field]),
+            (&want, &want),
+            "{path}: {body}"
+        );
+    }
+}
