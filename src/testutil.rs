@@ -88,17 +88,32 @@ impl Harness {
 
     /// A new token whose only policy (besides `default`) is `policy`, stored as `name`.
     pub async fn token_with_policy(&self, name: &str, policy: &str) -> String {
+        self.token_with_policy_as("root", name, policy).await
+    }
+
+    /// The same, written and issued with the token `issuer` (a Shamir store's root token is not
+    /// `root`).
+    pub async fn token_with_policy_as(&self, issuer: &str, name: &str, policy: &str) -> String {
         let r = self
-            .put(
+            .call_as(
+                issuer,
+                "PUT",
                 &format!("/v1/sys/policies/acl/{name}"),
-                serde_json::json!({ "policy": policy }),
+                Some(serde_json::json!({ "policy": policy })),
             )
             .await;
         assert_eq!(r.status, 204, "{}", r.text);
+        self.token_as(issuer, &[name]).await
+    }
+
+    /// A new token with `policies` (and `default`), issued with the token `issuer`.
+    pub async fn token_as(&self, issuer: &str, policies: &[&str]) -> String {
         let r = self
-            .put(
+            .call_as(
+                issuer,
+                "POST",
                 "/v1/auth/token/create",
-                serde_json::json!({"policies": [name]}),
+                Some(serde_json::json!({ "policies": policies })),
             )
             .await;
         assert_eq!(r.status, 200, "{}", r.text);

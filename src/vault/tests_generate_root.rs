@@ -630,39 +630,8 @@ async fn openbao_routes_follow_the_acl_without_sudo() {
     let (h, _, root) = shamir(3, 2).await;
     let policy =
         r#"path "sys/generate-root-token/*" { capabilities = ["read", "update", "delete"] }"#;
-    let r = h
-        .call_as(
-            &root,
-            "PUT",
-            "/v1/sys/policies/acl/gr",
-            Some(json!({"policy": policy})),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    let t = h
-        .call_as(
-            &root,
-            "POST",
-            "/v1/auth/token/create",
-            Some(json!({"policies": ["gr"]})),
-        )
-        .await
-        .json()["auth"]["client_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let plain = h
-        .call_as(
-            &root,
-            "POST",
-            "/v1/auth/token/create",
-            Some(json!({"policies": ["default"]})),
-        )
-        .await
-        .json()["auth"]["client_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = h.token_with_policy_as(&root, "gr", policy).await;
+    let plain = h.token_as(&root, &["default"]).await;
     assert_eq!(h.call_as(&t, "GET", BAO_ATTEMPT, None).await.status, 200);
     assert_eq!(
         h.call_as(&t, "PUT", BAO_ATTEMPT, Some(json!({})))

@@ -616,27 +616,7 @@ async fn rotate_root_itself_still_rotates_the_root_key_and_needs_sudo_where_init
     );
     let policy = r#"path "sys/rotate/root/*" { capabilities = ["read", "update", "delete"] }
 path "sys/rotate/root" { capabilities = ["update"] }"#;
-    let r = h
-        .call_as(
-            &root,
-            "PUT",
-            "/v1/sys/policies/acl/rk",
-            Some(json!({"policy": policy})),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    let t = h
-        .call_as(
-            &root,
-            "POST",
-            "/v1/auth/token/create",
-            Some(json!({"policies": ["rk"]})),
-        )
-        .await
-        .json()["auth"]["client_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = h.token_with_policy_as(&root, "rk", policy).await;
     assert_eq!(h.call_as(&t, "GET", BAO_INIT, None).await.status, 200);
     assert_eq!(
         h.call_as(&t, "PUT", "/v1/sys/rotate/root", None)

@@ -8,17 +8,6 @@ use crate::testutil::{harness, Harness, Resp, OKMS_ID};
 
 const INVALID: &str = "wrapping token is not valid or does not exist";
 
-async fn new_token(h: &Harness, policies: Value) -> String {
-    let r = h
-        .put("/v1/auth/token/create", json!({ "policies": policies }))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json()["auth"]["client_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn write_secret(h: &Harness, key: &str, data: Value) {
     let r = h
         .put(&format!("/v1/secret/data/{key}"), json!({ "data": data }))
@@ -182,7 +171,7 @@ async fn unwrap_takes_the_token_in_the_body_with_a_client_token() {
     let h = harness().await;
     write_secret(&h, "x", json!({"a": "b"})).await;
     let w = wrap_token(&wrapped(&h, "root", "GET", "/v1/secret/data/x", None, "60").await);
-    let client = new_token(&h, json!(["default"])).await;
+    let client = h.token_as("root", &["default"]).await;
     let u = h
         .call_as(
             &client,
@@ -359,7 +348,7 @@ async fn rewrap_keeps_reply_path_and_ttl_under_a_new_token() {
     let u = unwrap_as(&h, &w3).await;
     assert_eq!(u.json()["data"]["data"], json!({"a": "b"}), "{}", u.text);
     // The default policy does not grant rewrap.
-    let client = new_token(&h, json!(["default"])).await;
+    let client = h.token_as("root", &["default"]).await;
     let w4 = wrap_token(&wrapped(&h, "root", "GET", "/v1/secret/data/x", None, "60").await);
     let r = h
         .call_as(
@@ -376,7 +365,7 @@ async fn rewrap_keeps_reply_path_and_ttl_under_a_new_token() {
 #[actix_web::test]
 async fn sys_wrapping_wrap_wraps_its_body_and_needs_the_header() {
     let h = harness().await;
-    let client = new_token(&h, json!(["default"])).await;
+    let client = h.token_as("root", &["default"]).await;
     let r = h
         .call_as(
             &client,
@@ -456,7 +445,7 @@ async fn errors_and_no_content_replies_are_never_wrapped() {
     .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert!(r.text.is_empty());
-    let c = new_token(&h, json!(["default"])).await;
+    let c = h.token_as("root", &["default"]).await;
     let r = wrapped(&h, &c, "GET", "/v1/secret/data/x", None, "60").await;
     assert_eq!(r.status, 403, "{}", r.text);
 }
@@ -641,7 +630,7 @@ async fn the_audit_log_never_holds_a_wrapped_secret() {
 #[actix_web::test]
 async fn cubbyhole_read_write_list_delete_as_vault() {
     let h = harness().await;
-    let t = new_token(&h, json!(["default"])).await;
+    let t = h.token_as("root", &["default"]).await;
     let call = |m: &'static str, p: &'static str, b: Option<Value>| {
         let t = t.clone();
         let h = &h;
@@ -745,8 +734,8 @@ async fn cubbyhole_read_write_list_delete_as_vault() {
 #[actix_web::test]
 async fn one_token_never_sees_anothers_cubbyhole() {
     let h = harness().await;
-    let a = new_token(&h, json!(["default"])).await;
-    let b = new_token(&h, json!(["default"])).await;
+    let a = h.token_as("root", &["default"]).await;
+    let b = h.token_as("root", &["default"]).await;
     let r = h
         .call_as(
             &a,
